@@ -1,0 +1,1 @@
+"""Campaigns, cadences, sends and delivery, workshops, attribution (built in later issues)."""

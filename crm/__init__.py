@@ -1,0 +1,1 @@
+"""Referring clinicians, practices, specialties, segments, liaison activity, users and roles."""

@@ -1,0 +1,206 @@
+"""The application factory: the one place that wires Liaison together."""
+
+from __future__ import annotations
+
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import AsyncIterator, Callable
+
+import js_lib_htmx
+from litestar import Litestar, Router
+from litestar.config.csrf import CSRFConfig
+from litestar.datastructures import MutableScopeHeaders, State
+from litestar.exceptions import HTTPException
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
+from litestar.plugins.htmx import HTMXPlugin
+from litestar.static_files import create_static_files_router
+from litestar.stores.base import Store
+from litestar.stores.file import FileStore
+from litestar.stores.redis import RedisStore
+from litestar.types import Message, Scope
+from piccolo.engine.base import Engine
+
+from crm import passwords
+from crm.access import (
+    AuthenticationMiddleware,
+    BearerAwareCSRFMiddleware,
+    RotatingSessionConfig,
+    SessionLimits,
+    access_guard,
+    public,
+    signed_in,
+)
+from crm.account_controller import AccountController
+from crm.admin_controller import AuditController, UserAdminController
+from crm.api import MeController
+from crm.auth_controller import AuthController
+from crm.signin import ThrottlePolicy
+from liaison import db
+from liaison.errors import http_exception_handler, internal_error_handler
+from liaison.settings import PROJECT_ROOT, Settings
+from liaison.templating import template_config
+from liaison.web import HomeController, healthz
+
+STATIC = PROJECT_ROOT / "liaison" / "static"
+HTMX = Path(js_lib_htmx.__file__).resolve().parent / "static" / "htmx"
+
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "font-src 'self'",
+        "connect-src 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+        "object-src 'none'",
+    )
+)
+
+
+def security_headers(settings: Settings):
+    fixed = {
+        "content-security-policy": CONTENT_SECURITY_POLICY,
+        "x-content-type-options": "nosniff",
+        "x-frame-options": "DENY",
+        "referrer-policy": "same-origin",
+        "cross-origin-opener-policy": "same-origin",
+        "permissions-policy": "camera=(), microphone=(), geolocation=()",
+    }
+    if settings.cookie_secure:
+        fixed["strict-transport-security"] = "max-age=63072000; includeSubDomains"
+
+    async def add_headers(message: Message, scope: Scope) -> None:
+        if message["type"] != "http.response.start":
+            return
+        headers = MutableScopeHeaders.from_message(message)
+        for name, value in fixed.items():
+            if name not in headers:
+                headers[name] = value
+        path = scope.get("path", "")
+        # Pages show roster and referral data: keep them out of shared and back-button caches.
+        if not path.startswith(("/static/", "/vendor/")) and "cache-control" not in headers:
+            headers["cache-control"] = "no-store"
+
+    return add_headers
+
+
+def session_store(settings: Settings) -> Store:
+    if settings.redis_url:
+        return RedisStore.with_client(
+            settings.redis_url, namespace="liaison-sessions"
+        )
+    settings.sessions_dir.mkdir(parents=True, exist_ok=True)
+    return FileStore(settings.sessions_dir)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Callable[[], float] = time.time,
+    engine: Engine | None = None,
+) -> Litestar:
+    """Build the web application for ``settings`` (read from the environment when omitted).
+
+    ``engine`` lets a caller share an engine whose pool it manages (the tests do); by default the
+    app builds its own from the settings and opens and closes its pool in the lifespan.
+    """
+    settings = settings or Settings.from_env()
+    passwords.use_profile(settings.password_hash_profile)
+    secret_key = settings.resolve_secret_key()
+    engine = db.activate(engine or db.engine_for(settings))
+    store = session_store(settings)
+
+    @asynccontextmanager
+    async def database_lifespan(app: Litestar) -> AsyncIterator[None]:
+        owns_pool = await db.open_pool(engine, settings)
+        if isinstance(store, FileStore):
+            await store.delete_expired()
+        try:
+            yield
+        finally:
+            if owns_pool:
+                await db.close_pool(engine)
+            if isinstance(store, RedisStore):
+                await store.__aexit__(None, None, None)  # closes the client it made
+
+    sessions = RotatingSessionConfig(
+        store="sessions",
+        key="liaison_session",
+        max_age=settings.session_idle_minutes * 60,
+        renew_on_access=True,
+        secure=settings.cookie_secure,
+        httponly=True,
+        samesite="lax",
+    )
+    csrf = CSRFConfig(
+        secret=secret_key,
+        cookie_name="liaison_csrf",
+        cookie_secure=settings.cookie_secure,
+        cookie_samesite="lax",
+        header_name="x-csrftoken",
+    )
+    limits = SessionLimits(
+        idle_seconds=settings.session_idle_minutes * 60,
+        absolute_seconds=settings.session_absolute_hours * 3600,
+    )
+    openapi = OpenAPIConfig(
+        title="Liaison API",
+        version="1",
+        description="JSON API of Liaison. Authenticate with a session or an API token "
+        "(Authorization: Bearer lsn_…) issued on your account page.",
+        render_plugins=[JsonRenderPlugin(path=["/", "/openapi.json"]), YamlRenderPlugin()],
+        openapi_router=Router(path="/schema", route_handlers=[], opt=signed_in()),
+    )
+    return Litestar(
+        route_handlers=[
+            HomeController,
+            healthz,
+            AuthController,
+            AccountController,
+            UserAdminController,
+            AuditController,
+            MeController,
+            create_static_files_router(
+                path="/static", directories=[STATIC], opt=public(), include_in_schema=False,
+                name="static",
+            ),
+            create_static_files_router(
+                path="/vendor/htmx", directories=[HTMX], opt=public(), include_in_schema=False,
+                name="htmx",
+            ),
+        ],
+        guards=[access_guard],
+        middleware=[
+            sessions.middleware,
+            AuthenticationMiddleware(limits, clock),
+            DefineMiddleware(BearerAwareCSRFMiddleware, config=csrf),
+        ],
+        stores={"sessions": store},
+        plugins=[HTMXPlugin()],
+        template_config=template_config(),
+        openapi_config=openapi,
+        exception_handlers={
+            HTTPException: http_exception_handler,
+            Exception: internal_error_handler,
+        },
+        before_send=[security_headers(settings)],
+        lifespan=[database_lifespan],
+        state=State(
+            {
+                "settings": settings,
+                "clock": clock,
+                "throttle": ThrottlePolicy(
+                    per_account=settings.login_max_failures_per_account,
+                    per_address=settings.login_max_failures_per_address,
+                    window_minutes=settings.login_failure_window_minutes,
+                ),
+            }
+        ),
+        debug=False,
+    )

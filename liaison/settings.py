@@ -1,0 +1,186 @@
+"""Configuration from ``LIAISON_*`` environment variables, with embedded defaults.
+
+With nothing set, Liaison runs on one machine: a SQLite file under ``var/``, file-backed sessions
+and a secret key generated once and kept in ``var/secret_key``. ``LIAISON_ENV=production`` refuses
+to start without a real secret key, HTTPS-only cookies and an ``https://`` base URL.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+from urllib.parse import urlsplit
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENVIRONMENTS = ("development", "test", "production")
+PASSWORD_HASH_PROFILES = ("rfc9106_low_memory", "rfc9106_high_memory", "cheapest")
+MIN_SECRET_KEY_LENGTH = 32
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or wrong; the message names the variable."""
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean (use true or false)")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = (env.get(name) or default).strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} is not one of: {', '.join(choices)}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "development"
+    var_dir: Path = PROJECT_ROOT / "var"
+    database_url: str = ""
+    database_pool_max: int = 10
+    sqlite_busy_timeout_seconds: int = 10
+    secret_key: str | None = None
+    redis_url: str | None = None
+    base_url: str = "http://127.0.0.1:8000"
+    cookie_secure: bool = False
+    session_idle_minutes: int = 60
+    session_absolute_hours: int = 12
+    login_max_failures_per_account: int = 5
+    login_max_failures_per_address: int = 20
+    login_failure_window_minutes: int = 15
+    password_hash_profile: str = "rfc9106_low_memory"
+    forwarded_allow_ips: str = "127.0.0.1"
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def sessions_dir(self) -> Path:
+        return self.var_dir / "sessions"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and check every ``LIAISON_*`` variable; raises ConfigError naming the bad one."""
+        env = os.environ if env is None else env
+        environment = _choice(env, "LIAISON_ENV", "development", ENVIRONMENTS)
+        production = environment == "production"
+        var_dir = Path(env.get("LIAISON_VAR_DIR") or PROJECT_ROOT / "var").expanduser().resolve()
+        database_url = (env.get("LIAISON_DATABASE_URL") or "").strip() or (
+            f"sqlite:///{var_dir / 'liaison.sqlite3'}"
+        )
+        check_database_url(database_url)
+        settings = cls(
+            env=environment,
+            var_dir=var_dir,
+            database_url=database_url,
+            database_pool_max=_int(env, "LIAISON_DATABASE_POOL_MAX", 10),
+            sqlite_busy_timeout_seconds=_int(env, "LIAISON_SQLITE_BUSY_TIMEOUT_SECONDS", 10),
+            secret_key=(env.get("LIAISON_SECRET_KEY") or None),
+            redis_url=(env.get("LIAISON_REDIS_URL") or None),
+            base_url=(env.get("LIAISON_BASE_URL") or "http://127.0.0.1:8000").rstrip("/"),
+            cookie_secure=_bool(env, "LIAISON_COOKIE_SECURE", production),
+            session_idle_minutes=_int(env, "LIAISON_SESSION_IDLE_MINUTES", 60),
+            session_absolute_hours=_int(env, "LIAISON_SESSION_ABSOLUTE_HOURS", 12),
+            login_max_failures_per_account=_int(env, "LIAISON_LOGIN_MAX_FAILURES_PER_ACCOUNT", 5),
+            login_max_failures_per_address=_int(env, "LIAISON_LOGIN_MAX_FAILURES_PER_ADDRESS", 20),
+            login_failure_window_minutes=_int(env, "LIAISON_LOGIN_FAILURE_WINDOW_MINUTES", 15),
+            password_hash_profile=_choice(
+                env, "LIAISON_PASSWORD_HASH", "rfc9106_low_memory", PASSWORD_HASH_PROFILES
+            ),
+            forwarded_allow_ips=env.get("LIAISON_FORWARDED_ALLOW_IPS") or "127.0.0.1",
+        )
+        if production:
+            settings.check_production()
+        return settings
+
+    def check_production(self) -> None:
+        """Refuse the settings that are fine on a laptop and unsafe in front of real users."""
+        key = self.secret_key or ""
+        if len(key) < MIN_SECRET_KEY_LENGTH or len(set(key)) < 10:
+            raise ConfigError(
+                "LIAISON_ENV=production needs LIAISON_SECRET_KEY: a random value of at least "
+                f"{MIN_SECRET_KEY_LENGTH} characters (for example: python -c "
+                "'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        if not self.cookie_secure:
+            raise ConfigError(
+                "LIAISON_ENV=production needs HTTPS-only cookies: remove LIAISON_COOKIE_SECURE=false"
+            )
+        if not self.base_url.startswith("https://"):
+            raise ConfigError(
+                f"LIAISON_ENV=production needs an https:// LIAISON_BASE_URL (got {self.base_url!r})"
+            )
+        if self.password_hash_profile == "cheapest":
+            raise ConfigError("LIAISON_PASSWORD_HASH=cheapest is for tests and refused in production")
+
+    def resolve_secret_key(self) -> str:
+        """The configured key, or (outside production) the one kept in ``var/secret_key``."""
+        if self.secret_key:
+            return self.secret_key
+        if self.production:
+            raise ConfigError("LIAISON_SECRET_KEY is required in production")
+        path = self.var_dir / "secret_key"
+        if path.exists():
+            key = path.read_text(encoding="ascii").strip()
+            if len(key) >= MIN_SECRET_KEY_LENGTH:
+                return key
+        self.var_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        # Created with owner-only permissions before anything is written to it.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(key + "\n")
+        return key
+
+
+def check_database_url(url: str) -> None:
+    """Accept ``sqlite:///path`` and ``postgresql://…``; anything else is a configuration error."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        if not parts.path or parts.path == "/":
+            raise ConfigError(
+                f"LIAISON_DATABASE_URL={url!r} has no file path (use sqlite:///path/to/liaison.sqlite3)"
+            )
+        return
+    if parts.scheme in ("postgresql", "postgres"):
+        if not parts.hostname and "host=" not in parts.query:
+            raise ConfigError(f"LIAISON_DATABASE_URL={redact_url(url)!r} names no host")
+        return
+    raise ConfigError(
+        f"LIAISON_DATABASE_URL scheme {parts.scheme or '(none)'!r} is not supported "
+        "(use sqlite:///path or postgresql://user@host:port/database)"
+    )
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, safe for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return parts._replace(netloc=netloc).geturl()
+    return url
