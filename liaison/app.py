@@ -155,7 +155,9 @@ def create_app(
         description="JSON API of Liaison. Authenticate with a session or an API token "
         "(Authorization: Bearer lsn_…) issued on your account page.",
         render_plugins=[JsonRenderPlugin(path=["/", "/openapi.json"]), YamlRenderPlugin()],
-        openapi_router=Router(path="/schema", route_handlers=[], opt=signed_in()),
+        openapi_router=Router(
+            path="/schema", route_handlers=[], opt=signed_in(), include_in_schema=False
+        ),
     )
     return Litestar(
         route_handlers=[

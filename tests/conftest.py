@@ -149,6 +149,19 @@ def pytest_generate_tests(metafunc) -> None:
         metafunc.parametrize("fresh_database", ["sqlite", "postgres"], indirect=True)
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """``@pytest.mark.backend("postgres")`` keeps only that database's variant of a test."""
+    keep, drop = [], []
+    for item in items:
+        marker = item.get_closest_marker("backend")
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        backend = params.get("migrated_database") or params.get("fresh_database")
+        (drop if marker and backend and backend not in marker.args else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 # ------------------------------------------------------------------------------------------------
 # The web app
 

@@ -1,0 +1,150 @@
+"""The ``liaison`` command line: migrations, users, refusals with clear one-line errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from liaison.cli import main
+
+LIAISON = str(Path(sys.executable).with_name("liaison"))
+
+
+def cli_env(url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIAISON_")}
+    env.update(
+        LIAISON_DATABASE_URL=url,
+        LIAISON_VAR_DIR=str(tmp_path / "var"),
+        LIAISON_PASSWORD_HASH="cheapest",
+        **extra,
+    )
+    return env
+
+
+def run_liaison(args: list[str], env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [LIAISON, *args], env=env, input=stdin, capture_output=True, text=True, timeout=60
+    )
+
+
+def use_database(url: str) -> None:
+    """Bind the tables in this process to ``url`` (the CLI ran in a subprocess)."""
+    from liaison import db
+    from liaison.settings import Settings
+
+    db.activate(db.engine_for(Settings(database_url=url)))
+
+
+def invoke(args: list[str], env: dict[str, str], stdin: str | None = None):
+    return CliRunner().invoke(main, args, env=env, input=stdin, catch_exceptions=False)
+
+
+def test_migrate_applies_everything_and_is_idempotent(fresh_database, tmp_path):
+    env = cli_env(fresh_database.url, tmp_path)
+    first = run_liaison(["db", "migrate"], env)
+    assert first.returncode == 0, first.stderr
+    assert "Applied" in first.stdout and "crm:" in first.stdout
+    second = run_liaison(["db", "migrate"], env)
+    assert second.returncode == 0, second.stderr
+    assert "is up to date" in second.stdout
+    status = run_liaison(["db", "status"], env)
+    assert status.returncode == 0 and "up to date" in status.stdout
+
+
+def test_serve_refuses_an_unmigrated_database_and_names_the_fix(fresh_database, tmp_path):
+    result = run_liaison(["serve", "--port", "8999"], cli_env(fresh_database.url, tmp_path))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        result.stderr.strip()
+    ], "one line"
+    assert "run `liaison db migrate` first" in result.stderr
+
+
+def test_a_database_at_an_older_migration_is_reported_and_refused(fresh_database, tmp_path):
+    from piccolo.apps.migrations.tables import Migration
+
+    env = cli_env(fresh_database.url, tmp_path)
+    assert invoke(["db", "migrate"], env).exit_code == 0
+    # The code is now one migration ahead of the database.
+    Migration.delete().where(Migration.app_name == "crm").run_sync()
+    status = invoke(["db", "status"], env)
+    assert status.exit_code == 1
+    assert "pending  crm:" in status.stdout
+    refused = invoke(["serve"], env)
+    assert refused.exit_code == 1
+    assert "not up to date" in refused.stderr and "liaison db migrate" in refused.stderr
+
+
+def test_users_create_reads_the_password_from_stdin(fresh_database, tmp_path):
+    env = cli_env(fresh_database.url, tmp_path)
+    assert run_liaison(["db", "migrate"], env).returncode == 0
+    created = run_liaison(
+        ["users", "create", "Chief@Example.org", "--role", "admin", "--name", "Ana D'Souza"],
+        env, stdin="correct horse battery staple\n",
+    )
+    assert created.returncode == 0, created.stderr
+    assert "Created admin chief@example.org" in created.stdout
+    assert "correct horse" not in created.stdout + created.stderr
+
+    from crm.passwords import verify_password
+    from crm.tables import AuditEvent, User
+
+    use_database(fresh_database.url)
+    user = User.objects().get(User.email == "chief@example.org").run_sync()
+    assert user.name == "Ana D'Souza"
+    import asyncio
+
+    assert asyncio.run(verify_password(user.password_hash, "correct horse battery staple"))
+    event = AuditEvent.objects().get(AuditEvent.action == "user.create").run_sync()
+    assert event.actor is None and event.actor_label.startswith("cli:")
+
+
+def test_users_create_refusals(fresh_database, tmp_path):
+    env = cli_env(fresh_database.url, tmp_path)
+    before = invoke(["users", "create", "a@example.org", "--role", "admin"], env, "long enough password\n")
+    assert before.exit_code == 1 and "liaison db migrate" in before.stderr
+
+    assert invoke(["db", "migrate"], env).exit_code == 0
+    ok = invoke(["users", "create", "a@example.org", "--role", "admin"], env, "long enough password\n")
+    assert ok.exit_code == 0
+    duplicate = invoke(["users", "create", "A@example.org", "--role", "liaison"], env, "long enough password\n")
+    assert duplicate.exit_code == 1 and "already exists" in duplicate.stderr
+    short = invoke(["users", "create", "b@example.org", "--role", "liaison"], env, "short\n")
+    assert short.exit_code == 1 and "at least 12 characters" in short.stderr
+    bad_email = invoke(["users", "create", "not-an-email", "--role", "liaison"], env, "long enough password\n")
+    assert bad_email.exit_code == 1 and "email" in bad_email.stderr
+    bad_role = invoke(["users", "create", "c@example.org", "--role", "boss"], env, "long enough password\n")
+    assert bad_role.exit_code == 2
+    # There is no way to pass a password as an argument.
+    argv = invoke(["users", "create", "d@example.org", "--role", "liaison", "--password", "x" * 20], env)
+    assert argv.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    "url, code, message",
+    [
+        ("mysql://root@localhost/liaison", 2, "configuration error: LIAISON_DATABASE_URL scheme 'mysql'"),
+        ("postgresql://nobody:pw@127.0.0.1:1/none", 1, "cannot reach the database at postgresql://nobody:***@"),
+        ("sqlite:////proc/no/such/dir/x.sqlite3", 1, "cannot open the SQLite database"),
+    ],
+)
+def test_bad_database_url_gets_a_one_line_error(tmp_path, url, code, message):
+    result = run_liaison(["db", "migrate"], cli_env(url, tmp_path))
+    assert result.returncode == code
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr and ":pw@" not in result.stderr
+
+
+def test_production_without_a_secret_key_refuses_to_start(tmp_path):
+    env = cli_env(f"sqlite:///{tmp_path / 'x.sqlite3'}", tmp_path,
+                  LIAISON_ENV="production", LIAISON_BASE_URL="https://crm.example.org")
+    env["LIAISON_PASSWORD_HASH"] = "rfc9106_low_memory"
+    result = run_liaison(["serve"], env)
+    assert result.returncode == 2
+    assert "LIAISON_SECRET_KEY" in result.stderr

@@ -1,0 +1,81 @@
+"""Configuration from LIAISON_* variables: embedded defaults, and production refusals."""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+
+from liaison.settings import ConfigError, Settings, redact_url
+
+GOOD_KEY = "k3Y-" + "abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def test_embedded_defaults(tmp_path):
+    settings = Settings.from_env({"LIAISON_VAR_DIR": str(tmp_path)})
+    assert settings.env == "development"
+    assert settings.database_url == f"sqlite:///{tmp_path / 'liaison.sqlite3'}"
+    assert settings.redis_url is None
+    assert settings.cookie_secure is False
+    assert settings.sessions_dir == tmp_path / "sessions"
+
+
+def test_secret_key_is_generated_once_and_kept_private(tmp_path):
+    settings = Settings.from_env({"LIAISON_VAR_DIR": str(tmp_path)})
+    first = settings.resolve_secret_key()
+    assert len(first) >= 32
+    assert settings.resolve_secret_key() == first
+    mode = stat.S_IMODE((tmp_path / "secret_key").stat().st_mode)
+    assert mode == 0o600
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({}, "LIAISON_SECRET_KEY"),
+        ({"LIAISON_SECRET_KEY": "too-short"}, "LIAISON_SECRET_KEY"),
+        ({"LIAISON_SECRET_KEY": "a" * 40}, "LIAISON_SECRET_KEY"),
+        ({"LIAISON_SECRET_KEY": GOOD_KEY, "LIAISON_COOKIE_SECURE": "false"}, "HTTPS-only cookies"),
+        ({"LIAISON_SECRET_KEY": GOOD_KEY, "LIAISON_BASE_URL": "http://crm.example.org"}, "https://"),
+        ({"LIAISON_SECRET_KEY": GOOD_KEY, "LIAISON_PASSWORD_HASH": "cheapest"}, "cheapest"),
+    ],
+)
+def test_production_refuses_unsafe_settings(env, message):
+    base = {"LIAISON_ENV": "production", "LIAISON_BASE_URL": "https://crm.example.org"}
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env({**base, **env})
+
+
+def test_production_with_real_secrets_starts_with_secure_cookies():
+    settings = Settings.from_env({
+        "LIAISON_ENV": "production",
+        "LIAISON_SECRET_KEY": GOOD_KEY,
+        "LIAISON_BASE_URL": "https://crm.example.org/",
+        "LIAISON_DATABASE_URL": "postgresql://liaison:pw@db.internal:5432/liaison",
+        "LIAISON_REDIS_URL": "redis://cache.internal:6379/0",
+    })
+    assert settings.cookie_secure is True
+    assert settings.base_url == "https://crm.example.org"
+    assert settings.redis_url == "redis://cache.internal:6379/0"
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"LIAISON_ENV": "staging"}, "LIAISON_ENV='staging' is not one of"),
+        ({"LIAISON_COOKIE_SECURE": "maybe"}, "LIAISON_COOKIE_SECURE='maybe' is not a boolean"),
+        ({"LIAISON_SESSION_IDLE_MINUTES": "ten"}, "LIAISON_SESSION_IDLE_MINUTES='ten' is not a whole number"),
+        ({"LIAISON_SESSION_IDLE_MINUTES": "0"}, "must be at least 1"),
+        ({"LIAISON_DATABASE_URL": "mysql://root@localhost/liaison"}, "scheme 'mysql' is not supported"),
+        ({"LIAISON_DATABASE_URL": "sqlite://"}, "has no file path"),
+        ({"LIAISON_DATABASE_URL": "postgresql:///nohost"}, "names no host"),
+    ],
+)
+def test_bad_values_name_the_variable(env, message):
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env(env)
+
+
+def test_database_password_is_redacted_in_messages():
+    assert redact_url("postgresql://app:s3cret@db:5432/x") == "postgresql://app:***@db:5432/x"
+    assert redact_url("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
