@@ -1,6 +1,7 @@
 # The README's two commands: `make demo` and `make test`. Both create .venv on first use.
 PYTHON ?= python3
 VENV ?= .venv
+PORT ?= 8000
 BIN := $(VENV)/bin
 
 .PHONY: demo test serve clean
@@ -16,13 +17,13 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed-app
 	touch $@
 
 demo: $(VENV)/.installed-app
-	$(BIN)/liaison demo
+	$(BIN)/liaison demo --port $(PORT)
 
 test: $(VENV)/.installed-test
 	$(BIN)/pytest
 
 serve: $(VENV)/.installed-app
-	$(BIN)/liaison serve
+	$(BIN)/liaison serve --port $(PORT)
 
 clean:
 	rm -rf $(VENV) var test-results .pytest_cache

@@ -34,6 +34,7 @@ ROTATE_SESSION = "liaison.rotate_session"
 NEW_SESSION_ID = "liaison.new_session_id"
 SESSION_EXPIRED = "liaison.session_expired"
 AUTH_METHOD = "liaison.auth_method"
+TOKEN_PATHS = ("/api/", "/schema")
 
 
 def public() -> dict[str, Any]:
@@ -61,8 +62,14 @@ def access_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
         return
     user = current_user(connection)
     if user is None:
-        if connection.scope.get(AUTH_METHOD) == "invalid-token":
+        method = connection.scope.get(AUTH_METHOD)
+        if method == "invalid-token":
+            path = connection.scope.get("path", "")
+            if not path.startswith(TOKEN_PATHS):
+                raise NotAuthorizedException("API tokens open the JSON API (/api/…) only; sign in for the pages.")
             raise NotAuthorizedException("The API token is not valid or has been revoked.")
+        if method == "bad-scheme":
+            raise NotAuthorizedException("Send the API token as 'Authorization: Bearer <token>'.")
         raise NotAuthorizedException("Sign in to continue.")
     roles = opt.get("roles")
     if roles is None:
@@ -95,12 +102,16 @@ class AuthenticationMiddleware(ASGIMiddleware):
         scope["auth"] = None
         authorization = Headers.from_scope(scope).get("authorization")
         if authorization is not None:
+            # Tokens open the JSON API only: never the pages (a leaked token cannot mint more
+            # tokens or change a password). The session cookie is ignored either way.
             scheme, _, credential = authorization.partition(" ")
             user = None
-            if scheme.lower() == "bearer":
+            if scheme.lower() == "bearer" and scope.get("path", "").startswith(TOKEN_PATHS):
                 user = await user_for_token(credential.strip())
             scope["user"] = user
-            scope[AUTH_METHOD] = "token" if user else "invalid-token"
+            scope[AUTH_METHOD] = "token" if user else (
+                "invalid-token" if scheme.lower() == "bearer" else "bad-scheme"
+            )
         else:
             await self._from_session(scope)
         await next_app(scope, receive, send)
@@ -125,8 +136,8 @@ class AuthenticationMiddleware(ASGIMiddleware):
             scope[SESSION_EXPIRED] = True
             return
         user = await User.objects().where(User.id == user_id).first().run()
-        if user is None or not user.active:
-            # Disabled or deleted since sign-in: the session ends at once.
+        if user is None or not user.active or session.get("pw") != password_stamp(user):
+            # Disabled, deleted or given a new password since sign-in: the session ends at once.
             scope["session"] = {}
             return
         session["seen_at"] = now
@@ -134,10 +145,18 @@ class AuthenticationMiddleware(ASGIMiddleware):
         scope[AUTH_METHOD] = "session"
 
 
+def password_stamp(user: User) -> str:
+    """Changes whenever the user's password does, ending the sessions made with the old one."""
+    changed = user.password_changed_at
+    return changed.isoformat() if changed else ""
+
+
 def start_session(connection: ASGIConnection, user: User, now: float) -> None:
     """Sign ``user`` in on this connection under a new session id (the old one is destroyed)."""
     connection.scope[ROTATE_SESSION] = True
-    connection.set_session({"user_id": user.id, "auth_at": now, "seen_at": now})
+    connection.set_session(
+        {"user_id": user.id, "auth_at": now, "seen_at": now, "pw": password_stamp(user)}
+    )
 
 
 class RotatingSessionBackend(ServerSideSessionBackend):

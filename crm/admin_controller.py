@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from litestar import Controller, Request, get, post
 from litestar.exceptions import NotFoundException
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromQuery
 from litestar.response import Redirect, Template
 
 from crm import users
 from crm.access import allow
-from crm.forms import request_actor
+from crm.forms import ObjectId, OptionalId, request_actor
 from crm.roles import Role
 from crm.tables import AuditEvent
+from crm.text import single_line
 
 AUDIT_PAGE_SIZE = 100
 
@@ -22,13 +23,17 @@ class UserAdminController(Controller):
     include_in_schema = False
 
     @get("/")
-    async def index(self, after: FromQuery[str | None] = None) -> Template:
-        page = await users.list_users(after_email=after, limit=users.PAGE_SIZE + 1)
+    async def index(self, after: FromQuery[str | None] = None, created: FromQuery[str | None] = None) -> Template:
+        page = await users.list_users(after_email=single_line(after or "") or None, limit=users.PAGE_SIZE + 1)
         more = len(page) > users.PAGE_SIZE
         page = page[: users.PAGE_SIZE]
         return Template(
             template_name="crm/users.html",
-            context={"users": page, "next_after": page[-1].email if more else None, "roles": list(Role)},
+            context={
+                "users": page,
+                "next_after": page[-1].email if more else None,
+                "created": created is not None,
+            },
         )
 
     @get("/new")
@@ -47,17 +52,17 @@ class UserAdminController(Controller):
         except users.UserError as error:
             values.pop("password")
             return self._form(None, values, {error.field: error.message}, status=422)
-        return Redirect(f"/admin/users?created={user.id}", status_code=303)
+        return Redirect("/admin/users?created=1", status_code=303)
 
     @get("/{user_id:int}")
-    async def edit(self, user_id: FromPath[int]) -> Template:
+    async def edit(self, user_id: ObjectId) -> Template:
         user = await users.get_user(user_id)
         if user is None:
             raise NotFoundException("No such user.")
         return self._form(user, {}, {})
 
     @post("/{user_id:int}")
-    async def update(self, request: Request, user_id: FromPath[int]) -> Template | Redirect:
+    async def update(self, request: Request, user_id: ObjectId) -> Template | Redirect:
         user = await users.get_user(user_id)
         if user is None:
             raise NotFoundException("No such user.")
@@ -68,9 +73,10 @@ class UserAdminController(Controller):
             "active": form.get("active") == "on",
         }
         try:
-            await users.update_user(user_id, actor=request_actor(request), **values)
-            if new_password := str(form.get("password", "")):
-                await users.set_password(user_id, new_password, actor=request_actor(request))
+            await users.update_user(
+                user_id, actor=request_actor(request),
+                new_password=str(form.get("password", "")) or None, **values,
+            )
         except users.UserError as error:
             return self._form(user, values, {error.field: error.message}, status=422)
         return Redirect("/admin/users", status_code=303)
@@ -90,7 +96,7 @@ class AuditController(Controller):
     include_in_schema = False
 
     @get("/")
-    async def index(self, before: FromQuery[int | None] = None) -> Template:
+    async def index(self, before: OptionalId = None) -> Template:
         """Newest first, paged by id (key-based: no OFFSET scans)."""
         query = AuditEvent.select().order_by(AuditEvent.id, ascending=False).limit(AUDIT_PAGE_SIZE + 1)
         if before is not None:

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from litestar import Request
+from litestar.params import PathParameter, QueryParameter
 
 from crm.access import current_user
 from crm.audit import Actor
+
+# Row ids as they may appear in a URL: positive and within a 32-bit integer column, so that an
+# absurd id is a 400 rather than a database error.
+MAX_ID = 2**31 - 1
+ObjectId = Annotated[int, PathParameter(ge=1, le=MAX_ID)]
+OptionalId = Annotated[int | None, QueryParameter(ge=1, le=MAX_ID)]
 
 
 def client_address(request: Request) -> str:

@@ -12,6 +12,7 @@ from crm.audit import Actor
 from crm.db import atomic
 from crm.passwords import hash_password, needs_rehash, verify_password
 from crm.tables import LoginFailure, User
+from crm.text import single_line
 
 Outcome = Literal["ok", "bad_credentials", "disabled", "throttled"]
 
@@ -67,6 +68,14 @@ async def retry_after(
     return max(1, math.ceil(max(waits))) if waits else 0
 
 
+async def _serialise(account: str, client_address: str) -> None:
+    """Make the count-and-record below atomic per account and per address. SQLite's IMMEDIATE
+    transaction already is; on PostgreSQL two transaction-scoped advisory locks do it."""
+    if LoginFailure._meta.db.engine_type == "postgres":
+        for key in (f"login-account:{account}", f"login-address:{client_address}"):
+            await LoginFailure.raw("SELECT pg_advisory_xact_lock(hashtext({}))", key).run()
+
+
 async def sign_in(
     email: str,
     password: str,
@@ -75,22 +84,25 @@ async def sign_in(
     policy: ThrottlePolicy,
     now: datetime | None = None,
 ) -> SignInResult:
+    """Check a password, counting the attempt as a failure *before* the slow check, so that
+    guesses sent in parallel cannot all slip under the limit; a right password removes it."""
     now = now or datetime.now(timezone.utc)
-    account = (email or "").strip().lower()[:320]
+    account = single_line(email or "").lower()[:320]
     client_address = (client_address or "unknown")[:64]
-    wait = await retry_after(account, client_address, policy, now)
-    if wait:
-        return SignInResult("throttled", retry_after_seconds=wait)
+    async with atomic():
+        await _serialise(account, client_address)
+        wait = await retry_after(account, client_address, policy, now)
+        if wait:
+            return SignInResult("throttled", retry_after_seconds=wait)
+        await LoginFailure.delete().where(LoginFailure.at < now - policy.window).run()
+        attempt = LoginFailure(at=now, account=account, client_address=client_address)
+        await attempt.save().run()
 
     user = await User.objects().where(User.email == account).first().run()
     if not await verify_password(user.password_hash if user else None, password):
-        async with atomic():
-            await LoginFailure.delete().where(LoginFailure.at < now - policy.window).run()
-            await LoginFailure.insert(
-                LoginFailure(at=now, account=account, client_address=client_address)
-            ).run()
         return SignInResult("bad_credentials")
     if not user.active:
+        await LoginFailure.delete().where(LoginFailure.id == attempt.id).run()
         return SignInResult("disabled")
 
     new_hash = await hash_password(password) if needs_rehash(user.password_hash) else None

@@ -13,6 +13,7 @@ from crm import audit
 from crm.audit import Actor
 from crm.db import atomic
 from crm.tables import ApiToken, User
+from crm.text import single_line
 
 TOKEN_PREFIX = "lsn_"
 # last_used_at is refreshed at most this often, so API calls do not each cost a write.
@@ -29,7 +30,7 @@ def digest(token: str) -> str:
 
 async def issue_token(user_id: int, name: str, *, actor: Actor) -> tuple[ApiToken, str]:
     """Create a token for ``user_id``; returns the row and the token text (shown once)."""
-    name = " ".join((name or "").split())
+    name = single_line(name or "")
     if not name or len(name) > 100:
         raise TokenError("Give the token a name of 1 to 100 characters, such as 'intake system'.")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)

@@ -11,7 +11,8 @@ from crm.audit import Actor
 from crm.db import atomic
 from crm.passwords import hash_password, password_problem, verify_password
 from crm.roles import Role, parse_role
-from crm.tables import User
+from crm.tables import ApiToken, User
+from crm.text import single_line
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 PAGE_SIZE = 50
@@ -27,7 +28,9 @@ class UserError(ValueError):
 
 
 def normalise_email(raw: str) -> str:
-    email = (raw or "").strip().lower()
+    email = " ".join((raw or "").split()).lower()
+    if email != single_line(email):
+        raise UserError("email", "The email holds control characters or bytes that are not text.")
     if len(email) > 320 or not EMAIL_PATTERN.match(email):
         raise UserError("email", "Enter an email address such as name@example.org.")
     return email
@@ -41,7 +44,7 @@ def _role(value: str | Role) -> Role:
 
 
 def _name(value: str) -> str:
-    name = " ".join((value or "").split())
+    name = single_line(value or "")
     if len(name) > 200:
         raise UserError("name", "Use at most 200 characters.")
     return name
@@ -95,10 +98,23 @@ async def list_users(after_email: str | None = None, limit: int = PAGE_SIZE) -> 
 
 
 async def update_user(
-    user_id: int, *, name: str, role: str | Role, active: bool, actor: Actor
+    user_id: int,
+    *,
+    name: str,
+    role: str | Role,
+    active: bool,
+    actor: Actor,
+    new_password: str | None = None,
 ) -> User:
+    """Change a user's name, role and status, and optionally set a new password (which ends
+    their sessions and revokes their API tokens), all in one transaction."""
     role = _role(role)
     name = _name(name)
+    password_hash = None
+    if new_password:
+        if problem := password_problem(new_password):
+            raise UserError("password", problem)
+        password_hash = await hash_password(new_password)
     async with atomic():
         user = await get_user(user_id)
         if user is None:
@@ -116,25 +132,45 @@ async def update_user(
             before=before,
             after=snapshot(user),
         )
+        if password_hash:
+            await _store_password(user_id, password_hash, actor=actor, revoke_tokens=True)
     return user
 
 
-async def set_password(user_id: int, new_password: str, *, actor: Actor) -> None:
+async def set_password(
+    user_id: int, new_password: str, *, actor: Actor, revoke_tokens: bool = False
+) -> None:
+    """A new password ends the user's other sessions; ``revoke_tokens`` also ends their API
+    tokens (an administrator's reset, when the account may have been taken over)."""
     if problem := password_problem(new_password):
         raise UserError("password", problem)
     password_hash = await hash_password(new_password)
     async with atomic():
-        updated = (
-            await User.update(
-                {User.password_hash: password_hash, User.password_changed_at: _now()}
-            )
-            .where(User.id == user_id)
-            .returning(User.id)
+        await _store_password(user_id, password_hash, actor=actor, revoke_tokens=revoke_tokens)
+
+
+async def _store_password(user_id: int, password_hash: str, *, actor: Actor, revoke_tokens: bool) -> None:
+    now = _now()
+    updated = (
+        await User.update({User.password_hash: password_hash, User.password_changed_at: now})
+        .where(User.id == user_id)
+        .returning(User.id)
+        .run()
+    )
+    if not updated:
+        raise UserError("id", "No such user.")
+    revoked = []
+    if revoke_tokens:
+        revoked = (
+            await ApiToken.update({ApiToken.revoked_at: now})
+            .where((ApiToken.owner == user_id) & ApiToken.revoked_at.is_null())
+            .returning(ApiToken.id)
             .run()
         )
-        if not updated:
-            raise UserError("id", "No such user.")
-        await audit.record("user.password", actor=actor, object_type="user", object_id=user_id)
+    await audit.record(
+        "user.password", actor=actor, object_type="user", object_id=user_id,
+        after={"api_tokens_revoked": len(revoked)} if revoke_tokens else None,
+    )
 
 
 async def change_own_password(user: User, current: str, new: str, *, actor: Actor) -> None:

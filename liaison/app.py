@@ -7,11 +7,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator, Callable
 
+import asyncpg
 import js_lib_htmx
-from litestar import Litestar, Router
+from litestar import Litestar, Request, Router
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import MutableScopeHeaders, State
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, NotFoundException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
@@ -39,10 +40,14 @@ from crm.api import MeController
 from crm.auth_controller import AuthController
 from crm.signin import ThrottlePolicy
 from liaison import db
-from liaison.errors import http_exception_handler, internal_error_handler
+from liaison.errors import (
+    http_exception_handler,
+    internal_error_handler,
+    unstorable_input_handler,
+)
 from liaison.settings import PROJECT_ROOT, Settings
 from liaison.templating import template_config
-from liaison.web import HomeController, healthz
+from liaison.web import HomeController, healthz, healthz_head
 
 STATIC = PROJECT_ROOT / "liaison" / "static"
 HTMX = Path(js_lib_htmx.__file__).resolve().parent / "static" / "htmx"
@@ -90,6 +95,18 @@ def security_headers(settings: Settings):
     return add_headers
 
 
+def refuse_odd_paths(request: Request) -> None:
+    """A NUL byte in a file path is never a real file (and the OS would refuse it)."""
+    if "\x00" in request.scope.get("path", ""):
+        raise NotFoundException()
+
+
+def cookie_name(settings: Settings, name: str) -> str:
+    """With HTTPS-only cookies, the ``__Host-`` prefix also stops a sibling subdomain from
+    planting its own session or CSRF cookie."""
+    return f"__Host-{name}" if settings.cookie_secure else name
+
+
 def session_store(settings: Settings) -> Store:
     if settings.redis_url:
         return RedisStore.with_client(
@@ -131,7 +148,7 @@ def create_app(
 
     sessions = RotatingSessionConfig(
         store="sessions",
-        key="liaison_session",
+        key=cookie_name(settings, "liaison_session"),
         max_age=settings.session_idle_minutes * 60,
         renew_on_access=True,
         secure=settings.cookie_secure,
@@ -140,7 +157,7 @@ def create_app(
     )
     csrf = CSRFConfig(
         secret=secret_key,
-        cookie_name="liaison_csrf",
+        cookie_name=cookie_name(settings, "liaison_csrf"),
         cookie_secure=settings.cookie_secure,
         cookie_samesite="lax",
         header_name="x-csrftoken",
@@ -163,6 +180,7 @@ def create_app(
         route_handlers=[
             HomeController,
             healthz,
+            healthz_head,
             AuthController,
             AccountController,
             UserAdminController,
@@ -170,11 +188,11 @@ def create_app(
             MeController,
             create_static_files_router(
                 path="/static", directories=[STATIC], opt=public(), include_in_schema=False,
-                name="static",
+                name="static", before_request=refuse_odd_paths,
             ),
             create_static_files_router(
                 path="/vendor/htmx", directories=[HTMX], opt=public(), include_in_schema=False,
-                name="htmx",
+                name="htmx", before_request=refuse_odd_paths,
             ),
         ],
         guards=[access_guard],
@@ -189,6 +207,7 @@ def create_app(
         openapi_config=openapi,
         exception_handlers={
             HTTPException: http_exception_handler,
+            asyncpg.exceptions.DataError: unstorable_input_handler,
             Exception: internal_error_handler,
         },
         before_send=[security_headers(settings)],

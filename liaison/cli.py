@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any, Coroutine, Mapping
 
 import click
@@ -55,9 +56,9 @@ def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
         raise Refused(str(error)) from None
 
 
-def connected(settings: Settings) -> None:
+def connected(settings: Settings, *, create: bool = False) -> None:
     """Check the database answers, then bind the engine for the rest of the command."""
-    run(db.check_connection(settings))
+    run(db.check_connection(settings, create=create))
     db.activate(db.engine_for(settings))
 
 
@@ -77,7 +78,7 @@ def db_group() -> None:
 def db_migrate() -> None:
     """Apply every pending migration (safe to run again)."""
     settings = load_settings()
-    connected(settings)
+    connected(settings, create=True)
     applied = run(db.migrate())
     where = redact_url(settings.database_url)
     if applied:
@@ -110,10 +111,18 @@ def users_group() -> None:
 
 def read_password() -> str:
     """From the terminal (asked twice, not echoed) or, when piped, the first line of stdin."""
+    if sys.stdin is None:
+        raise Refused("no password given: type it at the prompt or pipe it on stdin")
     if sys.stdin.isatty():
         return click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    line = sys.stdin.readline()
-    return line.rstrip("\r\n")
+    try:
+        line = sys.stdin.buffer.readline().decode("utf-8")
+    except UnicodeDecodeError:
+        raise Refused("the password on stdin is not UTF-8 text") from None
+    password = line.rstrip("\r\n")
+    if not password:
+        raise Refused("no password given: pipe it on stdin, for example: echo '…' | liaison users create …")
+    return password
 
 
 @users_group.command("create")
@@ -142,6 +151,76 @@ def users_create(email: str, role: str, name: str) -> None:
     click.echo(f"Created {user.role} {user.email} (id {user.id}).")
 
 
+@users_group.command("list")
+def users_list() -> None:
+    """List users: email, role, status."""
+    from crm import users
+
+    settings = load_settings()
+    connected(settings)
+    _require_migrated()
+
+    async def everyone():
+        found, after = [], None
+        while page := await users.list_users(after_email=after, limit=500):
+            found += page
+            after = page[-1].email
+        return found
+
+    for user in run(everyone()):
+        status = "active" if user.active else "disabled"
+        click.echo(f"{user.email:<40} {user.role:<9} {status:<8} {user.name}")
+
+
+@users_group.command("set-password")
+@click.argument("email")
+def users_set_password(email: str) -> None:
+    """Give a user a new password (read like `users create`); ends their sessions and revokes
+    their API tokens. The way back in for an administrator who forgot theirs."""
+    from crm import passwords, users
+    from crm.audit import Actor
+
+    settings = load_settings()
+    passwords.use_profile(settings.password_hash_profile)
+    connected(settings)
+    _require_migrated()
+    user = run(users.get_user_by_email(email))
+    if user is None:
+        raise Refused(f"no user with the email {email.strip().lower()}")
+    password = read_password()
+    try:
+        run(users.set_password(user.id, password, actor=Actor.cli(), revoke_tokens=True))
+    except users.UserError as error:
+        raise Refused(f"{error.field}: {error.message}") from None
+    click.echo(f"New password set for {user.email}; their sessions and API tokens have ended.")
+
+
+@users_group.command("update")
+@click.argument("email")
+@click.option("--role", type=click.Choice(["liaison", "marketer", "manager", "admin"], case_sensitive=False))
+@click.option("--name")
+@click.option("--enable/--disable", "active", default=None, help="Allow or stop sign-in.")
+def users_update(email: str, role: str | None, name: str | None, active: bool | None) -> None:
+    """Change a user's role, name or status."""
+    from crm import users
+    from crm.audit import Actor
+
+    settings = load_settings()
+    connected(settings)
+    _require_migrated()
+    user = run(users.get_user_by_email(email))
+    if user is None:
+        raise Refused(f"no user with the email {email.strip().lower()}")
+    try:
+        user = run(users.update_user(
+            user.id, name=user.name if name is None else name, role=role or user.role,
+            active=user.active if active is None else active, actor=Actor.cli(),
+        ))
+    except users.UserError as error:
+        raise Refused(f"{error.field}: {error.message}") from None
+    click.echo(f"{user.email}: {user.role}, {'active' if user.active else 'disabled'}.")
+
+
 def _require_migrated() -> None:
     pending = run(db.pending_migrations())
     if pending:
@@ -153,12 +232,96 @@ def _require_migrated() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+@main.group("import")
+def import_group() -> None:
+    """Load data files: the NUCC taxonomy, clinicians (NPPES or CSV)."""
+
+
+def _finish_import(report, errors_path: Path | None) -> None:
+    for line in report.summary_lines():
+        click.echo(line)
+    if errors_path is not None:
+        report.write_errors(errors_path)
+        click.echo(f"  rejected rows written to {errors_path}")
+    sys.exit(report.exit_code)
+
+
+def _run_import(coroutine_factory, path: Path, with_progress: bool):
+    """Run an import with a progress bar on a terminal; InputRefused exits 1."""
+    from crm.csv_input import InputRefused
+
+    settings = load_settings()
+    connected(settings)
+    _require_migrated()
+    size = path.stat().st_size if path.exists() else 0
+    try:
+        if with_progress and sys.stderr.isatty() and size:
+            with click.progressbar(length=size, label=f"Importing {path.name}", file=sys.stderr) as bar:
+                done = [0]
+
+                def progress(position: int) -> None:
+                    bar.update(max(0, position - done[0]))
+                    done[0] = max(done[0], position)
+
+                return run(coroutine_factory(progress))
+        return run(coroutine_factory(None))
+    except InputRefused as error:
+        raise Refused(f"refused {path.name}: {error}") from None
+
+
+@import_group.command("taxonomy")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Report what would change without writing.")
+@click.option("--errors", "errors_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write rejected rows (row, column, reason) to this CSV file.")
+def import_taxonomy(file: Path, dry_run: bool, errors_path: Path | None) -> None:
+    """Load a NUCC taxonomy code set CSV (current or older layout); safe to re-run."""
+    from crm.taxonomy_import import import_taxonomy as run_import
+
+    report = _run_import(lambda progress: run_import(file, dry_run=dry_run), file, False)
+    _finish_import(report, errors_path)
+
+
+@import_group.command("clinicians")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--state", "states", multiple=True, metavar="XX",
+              help="NPPES: keep practice locations in this state (repeatable).")
+@click.option("--taxonomy", "taxonomies", multiple=True, metavar="CODE_OR_PREFIX",
+              help="NPPES: keep primary taxonomy codes starting with this (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Report what would change without writing.")
+@click.option("--errors", "errors_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write rejected rows (row, column, reason) to this CSV file.")
+def import_clinicians(file: Path, states: tuple[str, ...], taxonomies: tuple[str, ...],
+                      dry_run: bool, errors_path: Path | None) -> None:
+    """Import clinicians and practices from an NPPES bulk file or a plain CSV.
+
+    Re-importing updates in place (matched by NPI, then email); rows whose email belongs to a
+    different NPI go to the review list."""
+    from crm.clinician_import import Filters
+    from crm.clinician_import import import_clinicians as run_import
+
+    for state in states:
+        if len(state) != 2 or not state.isalpha():
+            raise click.BadParameter(f"{state!r} is not a two-letter state code", param_hint="--state")
+    filters = Filters(
+        states=frozenset(s.upper() for s in states),
+        taxonomy_prefixes=tuple(t.strip().upper() for t in taxonomies if t.strip()),
+    )
+    report = _run_import(
+        lambda progress: run_import(file, filters=filters, dry_run=dry_run, progress=progress),
+        file, True,
+    )
+    _finish_import(report, errors_path)
+
+
+# ---------------------------------------------------------------------------------------------
 def _serve(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
     from liaison.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("piccolo").setLevel(logging.WARNING)
     try:
         app = create_app(settings)
     except ConfigError as error:
@@ -198,13 +361,17 @@ def demo(host: str, port: int, no_serve: bool) -> None:
         env["LIAISON_DATABASE_URL"] = f"sqlite:///{var_dir / 'demo.sqlite3'}"
     settings = load_settings(env)
     passwords.use_profile(settings.password_hash_profile)
-    connected(settings)
+    connected(settings, create=True)
     run(db.migrate())
     logins = run(_demo_users())
     url = f"http://{host}:{port}/"
     click.echo("")
     click.echo(f"Liaison demo on {redact_url(settings.database_url)}")
-    click.echo(f"Open {url} and sign in with one of:")
+    if no_serve:
+        click.echo("Ready. Start it with `liaison demo` (or `liaison serve` with the same database),")
+        click.echo("then sign in with one of:")
+    else:
+        click.echo(f"Open {url} and sign in with one of:")
     for role, email, password in logins:
         click.echo(f"  {role:<9} {email:<32} {password}")
     click.echo("")

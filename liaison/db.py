@@ -77,13 +77,27 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.engine_type == "sqlite"
 
 
-async def check_connection(settings: Settings) -> None:
-    """Connect once and run a trivial query; DatabaseUnavailable says what went wrong."""
+async def check_connection(settings: Settings, *, create: bool = False) -> None:
+    """Connect once and run a trivial query; DatabaseUnavailable says what went wrong.
+
+    A SQLite file is created only when ``create`` (``db migrate``, ``demo``), and a missing folder
+    only when it is Liaison's own ``var/``: a mistyped path is an error, not a new empty database.
+    """
     url = settings.database_url
     if urlsplit(url).scheme == "sqlite":
         path = sqlite_path(url)
+        if not path.exists():
+            if not create:
+                raise DatabaseUnavailable(
+                    f"there is no SQLite database at {path}: run `liaison db migrate` to create it"
+                )
+            if path.parent.resolve() == settings.var_dir:
+                settings.var_dir.mkdir(parents=True, exist_ok=True)
+            elif not path.parent.is_dir():
+                raise DatabaseUnavailable(
+                    f"cannot create the SQLite database {path}: the folder {path.parent} does not exist"
+                )
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
             connection = sqlite3.connect(path, timeout=settings.sqlite_busy_timeout_seconds)
             try:
                 # WAL lets readers proceed while one writer commits; the mode is kept in the file.

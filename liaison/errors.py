@@ -62,9 +62,14 @@ def _page(request: Request, status: int, detail: str, reference: str | None = No
     )
 
 
+CSRF_FAILURE = "CSRF token verification failed"
+
+
 def http_exception_handler(request: Request, exc: HTTPException) -> Response:
     status = exc.status_code
     detail = exc.detail if status < 500 else MESSAGES[500]
+    if status == 404 and request.scope.get("path", "").startswith(("/static/", "/vendor/")):
+        detail = MESSAGES[404]  # the static files handler names server paths
     if status >= 500:
         reference = secrets.token_hex(4)
         log.error("HTTP %s on %s (reference %s): %s", status, request.url.path, reference, exc)
@@ -74,7 +79,10 @@ def http_exception_handler(request: Request, exc: HTTPException) -> Response:
         body: dict = {"status_code": status, "detail": detail}
         if isinstance(exc, ValidationException) and exc.extra:
             body["extra"] = exc.extra
-        return Response(body, status_code=status, headers=exc.headers or None)
+        headers = dict(exc.headers or {})
+        if status == 401:
+            headers.setdefault("WWW-Authenticate", 'Bearer realm="liaison"')
+        return Response(body, status_code=status, headers=headers or None)
     if isinstance(exc, NotAuthorizedException):
         target = "/login?next=" + quote(_safe_next(request), safe="")
         if request.scope.get(SESSION_EXPIRED):
@@ -84,6 +92,11 @@ def http_exception_handler(request: Request, exc: HTTPException) -> Response:
         return Redirect(target, status_code=303)
     if status == 404 and detail in ("Not Found", ""):
         detail = MESSAGES[404]
+    if detail == CSRF_FAILURE:
+        detail = (
+            "This form has expired or did not come from Liaison. Go back, reload the page and "
+            "try again."
+        )
     response = _page(request, status, detail, reference)
     if exc.headers:
         response.headers.update(exc.headers)
@@ -99,3 +112,13 @@ def internal_error_handler(request: Request, exc: Exception) -> Response:
             status_code=HTTP_500_INTERNAL_SERVER_ERROR,
         )
     return _page(request, 500, MESSAGES[500], reference)
+
+
+def unstorable_input_handler(request: Request, exc: Exception) -> Response:
+    """Values the database cannot hold (a NUL character, a number out of range) are the
+    client's mistake: 400, logged without a traceback."""
+    log.warning("refused input on %s: %s", request.url.path, exc)
+    return http_exception_handler(
+        request,
+        HTTPException(status_code=400, detail="The request holds a value that cannot be stored."),
+    )

@@ -8,6 +8,7 @@ to start without a real secret key, HTTPS-only cookies and an ``https://`` base 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,16 +37,15 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name}={raw!r} is not a boolean (use true or false)")
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, maximum: int, minimum: int = 1) -> int:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
-    if value < minimum:
-        raise ConfigError(f"{name}={value} must be at least {minimum}")
+    if not re.fullmatch(r"-?[0-9]+", raw.strip()):
+        raise ConfigError(f"{name}={raw!r} is not a whole number")
+    value = int(raw.strip())
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name}={value} must be between {minimum} and {maximum}")
     return value
 
 
@@ -90,6 +90,8 @@ class Settings:
         environment = _choice(env, "LIAISON_ENV", "development", ENVIRONMENTS)
         production = environment == "production"
         var_dir = Path(env.get("LIAISON_VAR_DIR") or PROJECT_ROOT / "var").expanduser().resolve()
+        if var_dir.exists() and not var_dir.is_dir():
+            raise ConfigError(f"LIAISON_VAR_DIR={str(var_dir)!r} is a file, not a folder")
         database_url = (env.get("LIAISON_DATABASE_URL") or "").strip() or (
             f"sqlite:///{var_dir / 'liaison.sqlite3'}"
         )
@@ -98,17 +100,23 @@ class Settings:
             env=environment,
             var_dir=var_dir,
             database_url=database_url,
-            database_pool_max=_int(env, "LIAISON_DATABASE_POOL_MAX", 10),
-            sqlite_busy_timeout_seconds=_int(env, "LIAISON_SQLITE_BUSY_TIMEOUT_SECONDS", 10),
+            database_pool_max=_int(env, "LIAISON_DATABASE_POOL_MAX", 10, maximum=500),
+            sqlite_busy_timeout_seconds=_int(env, "LIAISON_SQLITE_BUSY_TIMEOUT_SECONDS", 10, maximum=600),
             secret_key=(env.get("LIAISON_SECRET_KEY") or None),
-            redis_url=(env.get("LIAISON_REDIS_URL") or None),
+            redis_url=check_redis_url(env.get("LIAISON_REDIS_URL") or None),
             base_url=(env.get("LIAISON_BASE_URL") or "http://127.0.0.1:8000").rstrip("/"),
             cookie_secure=_bool(env, "LIAISON_COOKIE_SECURE", production),
-            session_idle_minutes=_int(env, "LIAISON_SESSION_IDLE_MINUTES", 60),
-            session_absolute_hours=_int(env, "LIAISON_SESSION_ABSOLUTE_HOURS", 12),
-            login_max_failures_per_account=_int(env, "LIAISON_LOGIN_MAX_FAILURES_PER_ACCOUNT", 5),
-            login_max_failures_per_address=_int(env, "LIAISON_LOGIN_MAX_FAILURES_PER_ADDRESS", 20),
-            login_failure_window_minutes=_int(env, "LIAISON_LOGIN_FAILURE_WINDOW_MINUTES", 15),
+            session_idle_minutes=_int(env, "LIAISON_SESSION_IDLE_MINUTES", 60, maximum=7 * 24 * 60),
+            session_absolute_hours=_int(env, "LIAISON_SESSION_ABSOLUTE_HOURS", 12, maximum=30 * 24),
+            login_max_failures_per_account=_int(
+                env, "LIAISON_LOGIN_MAX_FAILURES_PER_ACCOUNT", 5, maximum=1000
+            ),
+            login_max_failures_per_address=_int(
+                env, "LIAISON_LOGIN_MAX_FAILURES_PER_ADDRESS", 20, maximum=100_000
+            ),
+            login_failure_window_minutes=_int(
+                env, "LIAISON_LOGIN_FAILURE_WINDOW_MINUTES", 15, maximum=24 * 60
+            ),
             password_hash_profile=_choice(
                 env, "LIAISON_PASSWORD_HASH", "rfc9106_low_memory", PASSWORD_HASH_PROFILES
             ),
@@ -146,7 +154,12 @@ class Settings:
             raise ConfigError("LIAISON_SECRET_KEY is required in production")
         path = self.var_dir / "secret_key"
         if path.exists():
-            key = path.read_text(encoding="ascii").strip()
+            try:
+                key = path.read_text(encoding="ascii").strip()
+            except (OSError, UnicodeDecodeError) as error:
+                raise ConfigError(
+                    f"{path} cannot be read ({error}); delete it and a new key is generated"
+                ) from None
             if len(key) >= MIN_SECRET_KEY_LENGTH:
                 return key
         self.var_dir.mkdir(parents=True, exist_ok=True)
@@ -160,7 +173,13 @@ class Settings:
 
 def check_database_url(url: str) -> None:
     """Accept ``sqlite:///path`` and ``postgresql://…``; anything else is a configuration error."""
-    parts = urlsplit(url)
+    if re.search(r"[\x00-\x1f\x7f]", url) or "%00" in url:
+        raise ConfigError("LIAISON_DATABASE_URL holds control characters")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError as error:
+        raise ConfigError(f"LIAISON_DATABASE_URL={redact_url(url)!r} is not a valid URL ({error})") from None
     if parts.scheme == "sqlite":
         if not parts.path or parts.path == "/":
             raise ConfigError(
@@ -177,10 +196,26 @@ def check_database_url(url: str) -> None:
     )
 
 
+def check_redis_url(url: str | None) -> str | None:
+    if url is None:
+        return None
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(
+            f"LIAISON_REDIS_URL={redact_url(url)!r} is not a Redis URL (use redis://host:6379/0)"
+        )
+    return url
+
+
 def redact_url(url: str) -> str:
-    """The URL with any password replaced, safe for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    """The URL with any password (in the user part or the query) replaced, safe for messages."""
+    url = re.sub(r"(?i)(password=)[^&]*", r"\1***", url)
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", url)
+    if password:
+        netloc = parts.netloc.replace(f":{password}@", ":***@")
         return parts._replace(netloc=netloc).geturl()
     return url

@@ -103,7 +103,7 @@ async def migrated_database(request, tmp_path_factory) -> AsyncIterator[TestData
     tmp_dir = tmp_path_factory.mktemp(f"db-{request.param}")
     test_db = await empty_database(request.param, tmp_dir)
     settings = base_settings(test_db.url, tmp_dir)
-    await database.check_connection(settings)
+    await database.check_connection(settings, create=True)
     test_db.engine = database.activate(database.engine_for(settings))
     await database.migrate()
     # The pool lives on the session's event loop; apps under test share it (see ``app``).

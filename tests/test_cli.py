@@ -62,7 +62,7 @@ def test_serve_refuses_an_unmigrated_database_and_names_the_fix(fresh_database, 
     assert result.stderr.strip().splitlines() == [
         result.stderr.strip()
     ], "one line"
-    assert "run `liaison db migrate` first" in result.stderr
+    assert "run `liaison db migrate`" in result.stderr
 
 
 def test_a_database_at_an_older_migration_is_reported_and_refused(fresh_database, tmp_path):
@@ -130,7 +130,9 @@ def test_users_create_refusals(fresh_database, tmp_path):
     [
         ("mysql://root@localhost/liaison", 2, "configuration error: LIAISON_DATABASE_URL scheme 'mysql'"),
         ("postgresql://nobody:pw@127.0.0.1:1/none", 1, "cannot reach the database at postgresql://nobody:***@"),
-        ("sqlite:////proc/no/such/dir/x.sqlite3", 1, "cannot open the SQLite database"),
+        ("sqlite:////proc/no/such/dir/x.sqlite3", 1, "the folder /proc/no/such/dir does not exist"),
+        ("postgresql://u:pw@[::1/db", 2, "is not a valid URL"),
+        ("postgresql://u@127.0.0.1:1/db?password=hunter2", 1, "password=***"),
     ],
 )
 def test_bad_database_url_gets_a_one_line_error(tmp_path, url, code, message):
@@ -139,6 +141,7 @@ def test_bad_database_url_gets_a_one_line_error(tmp_path, url, code, message):
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "Traceback" not in result.stderr and ":pw@" not in result.stderr
+    assert "hunter2" not in result.stderr
 
 
 def test_production_without_a_secret_key_refuses_to_start(tmp_path):
@@ -148,3 +151,48 @@ def test_production_without_a_secret_key_refuses_to_start(tmp_path):
     result = run_liaison(["serve"], env)
     assert result.returncode == 2
     assert "LIAISON_SECRET_KEY" in result.stderr
+
+
+def test_status_and_serve_do_not_create_a_mistyped_sqlite_database(tmp_path):
+    missing = tmp_path / "typo.sqlite3"
+    env = cli_env(f"sqlite:///{missing}", tmp_path)
+    for args in (["db", "status"], ["serve"], ["users", "list"]):
+        result = run_liaison(args, env)
+        assert result.returncode == 1, args
+        assert "there is no SQLite database" in result.stderr
+    assert not missing.exists()
+
+
+def test_an_administrator_locked_out_gets_back_in_from_the_command_line(fresh_database, tmp_path):
+    env = cli_env(fresh_database.url, tmp_path)
+    assert invoke(["db", "migrate"], env).exit_code == 0
+    assert invoke(["users", "create", "boss@example.org", "--role", "admin"], env, "first long password\n").exit_code == 0
+    disabled = invoke(["users", "update", "boss@example.org", "--disable", "--role", "manager"], env)
+    assert disabled.exit_code == 0 and "manager, disabled" in disabled.stdout
+    listed = invoke(["users", "list"], env)
+    assert "boss@example.org" in listed.stdout and "disabled" in listed.stdout
+    again = invoke(["users", "update", "BOSS@example.org", "--enable", "--role", "admin"], env)
+    assert again.exit_code == 0 and "admin, active" in again.stdout
+    reset = invoke(["users", "set-password", "boss@example.org"], env, "second long password\n")
+    assert reset.exit_code == 0 and "sessions and API tokens have ended" in reset.stdout
+    unknown = invoke(["users", "set-password", "nobody@example.org"], env, "second long password\n")
+    assert unknown.exit_code == 1 and "no user with the email" in unknown.stderr
+
+    import asyncio
+
+    from crm import signin
+
+    result = asyncio.run(signin.sign_in("boss@example.org", "second long password",
+                                        client_address="cli-test", policy=signin.ThrottlePolicy()))
+    assert result.outcome == "ok"
+
+
+def test_users_create_refuses_missing_or_undecodable_stdin(fresh_database, tmp_path):
+    env = cli_env(fresh_database.url, tmp_path)
+    assert run_liaison(["db", "migrate"], env).returncode == 0
+    closed = subprocess.run([LIAISON, "users", "create", "a@example.org", "--role", "liaison"],
+                            env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert closed.returncode == 1 and "no password given" in closed.stderr
+    binary = subprocess.run([LIAISON, "users", "create", "a@example.org", "--role", "liaison"],
+                            env=env, input=b"\xff\xfe not utf-8 at all\n", capture_output=True, timeout=60)
+    assert binary.returncode == 1 and b"not UTF-8" in binary.stderr and b"Traceback" not in binary.stderr

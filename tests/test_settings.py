@@ -65,7 +65,14 @@ def test_production_with_real_secrets_starts_with_secure_cookies():
         ({"LIAISON_ENV": "staging"}, "LIAISON_ENV='staging' is not one of"),
         ({"LIAISON_COOKIE_SECURE": "maybe"}, "LIAISON_COOKIE_SECURE='maybe' is not a boolean"),
         ({"LIAISON_SESSION_IDLE_MINUTES": "ten"}, "LIAISON_SESSION_IDLE_MINUTES='ten' is not a whole number"),
-        ({"LIAISON_SESSION_IDLE_MINUTES": "0"}, "must be at least 1"),
+        ({"LIAISON_SESSION_IDLE_MINUTES": "0"}, "must be between 1 and"),
+        ({"LIAISON_SESSION_IDLE_MINUTES": "999999999999"}, "must be between 1 and"),
+        ({"LIAISON_LOGIN_FAILURE_WINDOW_MINUTES": "2000000000"}, "must be between 1 and"),
+        ({"LIAISON_SESSION_IDLE_MINUTES": "\u0663"}, "is not a whole number"),
+        ({"LIAISON_DATABASE_URL": "sqlite:///%00x"}, "control characters"),
+        ({"LIAISON_DATABASE_URL": "postgresql://u:pw@[::1/db"}, "is not a valid URL"),
+        ({"LIAISON_DATABASE_URL": "postgresql://u@h:abc/db"}, "is not a valid URL"),
+        ({"LIAISON_REDIS_URL": "nonsense://x"}, "is not a Redis URL"),
         ({"LIAISON_DATABASE_URL": "mysql://root@localhost/liaison"}, "scheme 'mysql' is not supported"),
         ({"LIAISON_DATABASE_URL": "sqlite://"}, "has no file path"),
         ({"LIAISON_DATABASE_URL": "postgresql:///nohost"}, "names no host"),
@@ -79,3 +86,20 @@ def test_bad_values_name_the_variable(env, message):
 def test_database_password_is_redacted_in_messages():
     assert redact_url("postgresql://app:s3cret@db:5432/x") == "postgresql://app:***@db:5432/x"
     assert redact_url("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
+
+
+def test_var_dir_must_be_a_folder(tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
+        Settings.from_env({"LIAISON_VAR_DIR": str(a_file)})
+
+
+def test_an_unreadable_kept_secret_key_is_a_configuration_error(tmp_path):
+    (tmp_path / "secret_key").write_bytes("cl\u00e9-pas-ascii".encode() * 4)
+    with pytest.raises(ConfigError, match="delete it"):
+        Settings.from_env({"LIAISON_VAR_DIR": str(tmp_path)}).resolve_secret_key()
+
+
+def test_query_string_passwords_are_redacted():
+    assert "hunter2" not in redact_url("postgresql://u@127.0.0.1:1/db?password=hunter2")

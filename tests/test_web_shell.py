@@ -103,3 +103,37 @@ async def test_anonymous_visitors_get_no_server_side_session(client, settings, d
         await client.get("/", follow_redirects=False)
     sessions = settings.sessions_dir
     assert not sessions.exists() or not any(sessions.iterdir())
+
+
+async def test_static_errors_name_no_server_paths(client, db):
+    for path in ("/vendor/htmx/ext/", "/static/nothing.css", "/static/%00", "/static/app.css%00.txt"):
+        response = await client.get(path)
+        assert response.status_code == 404, path
+        assert "site-packages" not in response.text and "/work/" not in response.text, path
+
+
+async def test_healthz_answers_head_for_load_balancers(client, db):
+    response = await client.head("/healthz")
+    assert response.status_code == 200
+    assert response.content == b""
+
+
+async def test_https_deployments_use_host_prefixed_cookies(db, tmp_path, make_user):
+    from dataclasses import replace
+
+    from tests.conftest import base_settings
+    from tests.helpers import TEST_PASSWORD
+
+    user = await make_user("liaison")
+    settings = replace(base_settings(db.url, tmp_path), cookie_secure=True)
+    app = create_app(settings, engine=db.engine)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://liaison.test") as https:
+        await https.get("/login")
+        token = https.cookies["__Host-liaison_csrf"]
+        response = await https.post("/login", data={"email": user.email, "password": TEST_PASSWORD,
+                                                    "_csrf_token": token}, follow_redirects=False)
+        assert response.status_code == 303
+        cookie = response.headers["set-cookie"]
+        assert "__Host-liaison_session=" in cookie and "Secure" in cookie and "HttpOnly" in cookie
+        assert "strict-transport-security" in response.headers

@@ -176,3 +176,61 @@ async def test_htmx_requests_pass_csrf_in_a_header(client, signed_in):
         "/logout", headers={"x-csrftoken": token, "hx-request": "true"}, follow_redirects=False
     )
     assert response.status_code == 303
+
+
+async def test_parallel_guesses_cannot_slip_under_the_throttle(client, make_user, app):
+    """Each attempt counts before the slow password check, so a burst gets exactly the limit."""
+    import asyncio
+
+    user = await make_user("liaison")
+    token = await fetch_csrf(client)
+    form = {"email": user.email, "password": "wrong-password-xx", "_csrf_token": token}
+    responses = await asyncio.gather(
+        *(client.post("/login", data=form, follow_redirects=False) for _ in range(25))
+    )
+    codes = sorted(r.status_code for r in responses)
+    assert codes.count(401) == app.state.throttle.per_account
+    assert codes.count(429) == 25 - app.state.throttle.per_account
+
+
+async def test_nul_and_control_characters_in_the_email_are_not_a_server_error(client, make_user):
+    user = await make_user("liaison")
+    assert (await login(client, user.email + "\x00")).status_code == 303
+    assert (await login(client, "x\x00\x07@example.org", "whatever-password")).status_code in (401, 303)
+
+
+async def test_changing_your_password_ends_your_other_sessions(app, client, signed_in):
+    import httpx
+
+    user = await signed_in("liaison")
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://liaison.test") as other:
+        assert (await login(other, user.email)).status_code == 303
+        assert (await other.get("/", follow_redirects=False)).status_code == 200
+        response = await post_form(client, "/account/password", {
+            "current_password": TEST_PASSWORD, "password": "a different long one",
+            "password_confirm": "a different long one"})
+        assert response.status_code == 303
+        assert (await other.get("/", follow_redirects=False)).status_code == 303
+    # The session that made the change carries on.
+    assert (await client.get("/", follow_redirects=False)).status_code == 200
+
+
+async def test_an_admin_password_reset_ends_sessions_and_revokes_tokens(app, client, make_user, signed_in):
+    import httpx
+
+    from crm import tokens
+    from crm.audit import Actor
+
+    victim = await make_user("marketer")
+    _, token = await tokens.issue_token(victim.id, "script", actor=Actor.cli())
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://liaison.test") as theirs:
+        assert (await login(theirs, victim.email)).status_code == 303
+        await signed_in("admin")
+        response = await post_form(client, f"/admin/users/{victim.id}", {
+            "name": "", "role": "marketer", "active": "on", "password": "reset by the admin"})
+        assert response.status_code == 303
+        assert (await theirs.get("/", follow_redirects=False)).status_code == 303
+        api = await theirs.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+        assert api.status_code == 401

@@ -12,9 +12,10 @@ from tests.helpers import post_form
 
 async def issue_through_page(client, name: str = "intake system") -> str:
     response = await post_form(client, "/account/tokens", {"name": name})
-    assert response.status_code == 200
-    match = re.search(r'<code id="new-token">(lsn_[^<]+)</code>', response.text)
-    assert match, response.text
+    assert response.status_code == 303 and response.headers["location"] == "/account"
+    page = await client.get("/account")
+    match = re.search(r'<code id="new-token">(lsn_[^<]+)</code>', page.text)
+    assert match, page.text
     return match.group(1)
 
 
@@ -99,3 +100,51 @@ async def test_token_needs_a_name(client, signed_in):
     assert response.status_code == 422
     assert "Give the token a name" in response.text
     assert await ApiToken.count().run() == 0
+
+
+async def test_tokens_open_the_json_api_only(client, signed_in, app):
+    """A leaked token cannot mint more tokens, change the password or read the pages."""
+    import httpx
+
+    await signed_in("admin")
+    token = await issue_through_page(client)
+    transport = httpx.ASGITransport(app=app)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://liaison.test") as api:
+        page = await api.get("/account", headers={**headers, "Accept": "application/json"})
+        assert page.status_code == 401
+        assert "JSON API" in page.json()["detail"]
+        minted = await api.post("/account/tokens", data={"name": "more"}, headers=headers, follow_redirects=False)
+        assert minted.status_code in (303, 401)
+        assert await ApiToken.count().run() == 1
+        admin = await api.get("/admin/users", headers=headers, follow_redirects=False)
+        assert admin.status_code == 303 and admin.headers["location"].startswith("/login")
+
+
+async def test_wrong_scheme_and_missing_token_say_how_to_authenticate(client, signed_in, app):
+    import httpx
+
+    await signed_in("manager")
+    token = await issue_through_page(client)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://liaison.test") as api:
+        wrong = await api.get("/api/v1/me", headers={"Authorization": f"Token {token}"})
+        assert wrong.status_code == 401 and "Bearer" in wrong.json()["detail"]
+        anonymous = await api.get("/api/v1/me")
+        assert anonymous.status_code == 401
+        assert anonymous.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_reloading_after_issuing_does_not_issue_again_nor_show_the_token_again(client, signed_in):
+    await signed_in("liaison")
+    token = await issue_through_page(client)
+    again = await client.get("/account")
+    assert token not in again.text
+    assert await ApiToken.count().run() == 1
+
+
+async def test_absurd_ids_are_refused_not_a_server_error(client, signed_in):
+    await signed_in("admin")
+    for path in ("/admin/users/99999999999", "/admin/users/0", "/admin/audit?before=99999999999999999999"):
+        assert (await client.get(path)).status_code == 400, path
+    assert (await post_form(client, "/account/tokens/99999999999/revoke")).status_code == 400

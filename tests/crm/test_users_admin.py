@@ -142,3 +142,28 @@ async def test_audit_log_page_lists_events_newest_first(client, signed_in, make_
     page = (await client.get("/admin/audit")).text
     assert page.index("user.login") < page.index("user.create")
     assert "first@example.org" in page
+
+
+async def test_a_refused_edit_changes_nothing(client, signed_in, make_user):
+    target = await make_user("liaison", name="Kept")
+    await signed_in("admin")
+    response = await post_form(client, f"/admin/users/{target.id}",
+                               {"name": "Renamed", "role": "manager", "active": "on", "password": "short"})
+    assert response.status_code == 422
+    user = await users.get_user(target.id)
+    assert (user.name, user.role) == ("Kept", "liaison")
+    assert not await AuditEvent.exists().where(AuditEvent.action == "user.update").run()
+
+
+async def test_control_characters_are_removed_from_names_and_refused_in_emails(client, signed_in):
+    await signed_in("admin")
+    refused = await post_form(client, "/admin/users/new", {
+        "email": "nul\x00@example.org", "name": "", "role": "liaison", "password": "long enough pass"})
+    assert refused.status_code == 422 and "control characters" in refused.text
+    response = await post_form(client, "/admin/users/new", {
+        "email": "ana@example.org", "name": "Ana\x00 D'Souza\x07", "role": "liaison",
+        "password": "long enough pass"})
+    assert response.status_code == 303
+    user = await User.objects().get(User.email == "ana@example.org").run()
+    assert user.name == "Ana D'Souza"
+    assert (await client.get("/admin/users?after=a%00")).status_code == 200
