@@ -135,7 +135,7 @@ class Clinician(Table, tablename="clinician"):
     tier = Varchar(length=1, null=True, default=None, index=True)
     do_not_contact = Boolean(default=False)
     consent_source = Varchar(length=100, default="")
-    active = Boolean(default=True, index=True)
+    active = Boolean(default=True)
     deactivated_on = Date(null=True, default=None)
     source = Varchar(length=20, default="manual")
     import_run = Varchar(length=32, null=True, default=None)

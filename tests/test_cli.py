@@ -196,3 +196,38 @@ def test_users_create_refuses_missing_or_undecodable_stdin(fresh_database, tmp_p
     binary = subprocess.run([LIAISON, "users", "create", "a@example.org", "--role", "liaison"],
                             env=env, input=b"\xff\xfe not utf-8 at all\n", capture_output=True, timeout=60)
     assert binary.returncode == 1 and b"not UTF-8" in binary.stderr and b"Traceback" not in binary.stderr
+
+
+def test_import_commands_exit_codes_errors_file_and_dry_run(fresh_database, tmp_path):
+    from tests.crm.importing import npi, write_csv, write_nucc
+
+    env = cli_env(fresh_database.url, tmp_path)
+    assert run_liaison(["db", "migrate"], env).returncode == 0
+    nucc = write_nucc(tmp_path / "nucc.csv")
+    taxonomy = run_liaison(["import", "taxonomy", str(nucc)], env)
+    assert taxonomy.returncode == 0 and "created:          8" in taxonomy.stdout
+
+    roster = write_csv(tmp_path / "roster.csv", ["NPI", "Last Name", "Taxonomy"],
+                       [[npi(1), "Lee", "207Q00000X"], ["1234567890", "Bad", ""], [npi(2), "Kim", "0000"]])
+    dry = run_liaison(["import", "clinicians", str(roster), "--dry-run"], env)
+    assert dry.returncode == 3 and "dry run, nothing written" in dry.stdout
+    errors = tmp_path / "errors.csv"
+    real = run_liaison(["import", "clinicians", str(roster), "--errors", str(errors)], env)
+    assert real.returncode == 3, real.stderr
+    assert "created:          1" in real.stdout and "row 3, column NPI" in real.stdout
+    assert errors.read_text().splitlines() == [
+        "row,column,reason",
+        "3,NPI,NPI 1234567890 has a wrong check digit",
+        "4,Taxonomy,unknown taxonomy code 0000",
+    ]
+    clean = write_csv(tmp_path / "clean.csv", ["NPI", "Last Name"], [[npi(1), "Lee"]])
+    assert run_liaison(["import", "clinicians", str(clean)], env).returncode == 0
+
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    refused = run_liaison(["import", "clinicians", str(empty)], env)
+    assert refused.returncode == 1 and "the file is empty" in refused.stderr
+    usage = run_liaison(["import", "clinicians", str(clean), "--state", "Virginia"], env)
+    assert usage.returncode == 2
+    csv_filters = run_liaison(["import", "clinicians", str(clean), "--state", "VA"], env)
+    assert csv_filters.returncode == 1 and "NPPES files only" in csv_filters.stderr
