@@ -413,6 +413,12 @@ def _update_expression(column: str, keep_blanks: bool) -> str:
     incoming, stored = f'excluded."{column}"', f'"clinician"."{column}"'
     if column == "practice":
         return f"COALESCE({incoming}, {stored})"  # a link made by a person stays
+    if column == "role":
+        # ``role`` is the effective role: a manager's override outlives every import.
+        kept = f'WHEN excluded."taxonomy_code" IS NULL THEN {stored} ' if keep_blanks else ""
+        return f'CASE WHEN "clinician"."role_override" IS NOT NULL THEN "clinician"."role_override" {kept}ELSE {incoming} END'
+    if column in ("source", "import_run", "updated_at") or not keep_blanks:
+        return incoming
     if column in ("source", "import_run", "updated_at") or not keep_blanks:
         return incoming
     if column in TEXT_COLUMNS:
@@ -420,8 +426,6 @@ def _update_expression(column: str, keep_blanks: bool) -> str:
     if column == "do_not_contact":
         # An import can mark a clinician do-not-contact, never clear it: that takes a person.
         return f"({incoming} OR {stored})"
-    if column == "role":
-        return f'CASE WHEN excluded."taxonomy_code" IS NULL THEN {stored} ELSE {incoming} END'
     return f"COALESCE({incoming}, {stored})"
 
 
@@ -739,6 +743,8 @@ async def _import(source: CsvFile, filters: Filters, dry_run: bool, progress) ->
                         progress(source.bytes_read())
             await _flush(writer, clinicians, organizations, deactivations)
             await writer.link_practices()
+            # Fresh statistics, so that the roster's queries are planned for the new size.
+            await Clinician.raw("ANALYZE").run()
             report.rejected.extend(source.errors)
             if report.rows_read == 0:
                 raise InputRefused(f"{source.name}: the file has a header but no rows")

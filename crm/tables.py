@@ -108,9 +108,10 @@ class Practice(Table, tablename="practice"):
 
 
 class Clinician(Table, tablename="clinician"):
-    """A referring clinician. ``role`` is derived from the primary taxonomy; ``role_override``
-    (set by a manager) wins when present. Emails are trimmed and lower-cased, and unique among
-    active clinicians (a partial index made by the migration)."""
+    """A referring clinician. ``role`` is the effective referring role: derived from the primary
+    taxonomy, unless a manager set ``role_override`` (which imports never change). Emails are
+    trimmed and lower-cased, and unique among active clinicians (a partial index made by the
+    migration)."""
 
     npi = Varchar(length=10, null=True, default=None, unique=True)
     first_name = Varchar(length=100, default="")

@@ -38,6 +38,7 @@ from crm.account_controller import AccountController
 from crm.admin_controller import AuditController, UserAdminController
 from crm.api import MeController
 from crm.auth_controller import AuthController
+from crm.roster_controller import ClinicianController, FollowUpController, PracticeController
 from crm.signin import ThrottlePolicy
 from liaison import db
 from liaison.errors import (
@@ -186,6 +187,9 @@ def create_app(
             UserAdminController,
             AuditController,
             MeController,
+            ClinicianController,
+            PracticeController,
+            FollowUpController,
             create_static_files_router(
                 path="/static", directories=[STATIC], opt=public(), include_in_schema=False,
                 name="static", before_request=refuse_odd_paths,

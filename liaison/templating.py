@@ -23,6 +23,8 @@ class NavItem:
 
 NAVIGATION = (
     NavItem("Home", "/", frozenset(Role)),
+    NavItem("Clinicians", "/clinicians", frozenset(Role)),
+    NavItem("My follow-ups", "/follow-ups", frozenset({Role.liaison, Role.manager})),
     NavItem("Users", "/admin/users", frozenset({Role.admin})),
     NavItem("Audit log", "/admin/audit", frozenset({Role.admin})),
     NavItem("Account", "/account", frozenset(Role)),

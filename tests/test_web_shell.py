@@ -69,7 +69,7 @@ async def test_schema_describes_the_json_api_only(client, signed_in):
 
 
 async def test_unknown_page_gets_a_friendly_404(client, db):
-    response = await client.get("/clinicians/12345")
+    response = await client.get("/no-such-page/12345")
     assert response.status_code == 404
     assert "Page not found" in response.text
     api = await client.get("/api/v1/nothing")

@@ -234,3 +234,14 @@ async def test_dry_run_reports_and_writes_nothing(taxonomy, tmp_path):
                                      dry_run=True)
     assert (report.created, report.practices_created, report.dry_run) == (1, 1, True)
     assert await Clinician.count().run() == 0 and await Practice.count().run() == 0
+
+
+async def test_a_managers_role_override_outlives_reimports(taxonomy, tmp_path):
+    await import_clinicians(write_nppes(tmp_path / "a.csv", [individual(H, 2, codes=("207R00000X",))]))
+    await Clinician.update({Clinician.role_override: "oncology_peer", Clinician.role: "oncology_peer"},
+                           force=True).run()
+    await import_clinicians(write_nppes(tmp_path / "b.csv", [individual(H, 2, codes=("208600000X",))]))
+    again = await clinician(2)
+    assert (again.taxonomy_code, again.role) == ("208600000X", "oncology_peer")
+    await import_clinicians(write_csv(tmp_path / "c.csv", ["NPI", "Taxonomy"], [[npi(2), "207Q00000X"]]))
+    assert (await clinician(2)).role == "oncology_peer"

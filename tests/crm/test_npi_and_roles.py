@@ -63,7 +63,7 @@ def test_referring_role_is_derived_from_the_taxonomy(code, grouping, classificat
 @pytest.mark.parametrize(
     "raw, shown",
     [("O'DONNELL", "O'Donnell"), ("VAN HOUTEN-SAUTER", "Van Houten-Sauter"), ("MCALLISTER", "McAllister"),
-     ("ST. JOHN", "St. John"), ("JOSÉ", "José"), ("de la Cruz", "de la Cruz"), ("", "")],
+     ("ST. JOHN", "St. John"), ("ST. MARY'S FAMILY CARE", "St. Mary's Family Care"), ("JOSÉ", "José"), ("de la Cruz", "de la Cruz"), ("", "")],
 )
 def test_registry_capitals_become_readable_names(raw, shown):
     assert display_case(raw) == shown

@@ -1,0 +1,206 @@
+"""Roster pages: the clinician list with filters and live search, a clinician's page with the
+timeline and "log a touch", practices, follow-ups, and CSV export."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, AsyncIterator
+
+from litestar import Controller, Request, get, post
+from litestar.exceptions import NotFoundException, ValidationException
+from litestar.response import Redirect, Stream, Template
+
+from crm import activities, roster
+from crm.access import allow, current_user, signed_in
+from crm.auth_controller import safe_next
+from crm.csv_output import csv_chunk
+from crm.forms import ObjectId, request_actor
+from crm.referring_roles import LABELS, ReferringRole
+from crm.roles import Role
+from crm.tables import Clinician, ClinicianTag, Practice, Taxonomy
+
+EXPORT_COLUMNS = [
+    ("NPI", "npi"), ("First name", "first_name"), ("Last name", "last_name"), ("Credential", "credential"),
+    ("Role", "role"), ("Specialty", "specialty"), ("Taxonomy", "taxonomy_code"), ("Practice", "practice_name"),
+    ("City", "city"), ("State", "state"), ("ZIP", "postal_code"), ("Email", "email"), ("Tier", "tier"),
+    ("Owner", "owner_email"), ("Do not contact", "do_not_contact"), ("Active", "active"),
+]
+TOUCH_ROLES = (Role.liaison, Role.manager)
+
+
+def read_filter(request: Request) -> roster.RosterFilter:
+    data = {key: request.query_params.getall(key) for key in request.query_params}
+    try:
+        return roster.RosterFilter.from_mapping(data)
+    except roster.FilterError as error:
+        raise ValidationException(f"Filter {error.field}: {error.message}") from None
+
+
+def query_without(request: Request, *names: str) -> str:
+    from urllib.parse import urlencode
+
+    pairs = [(k, v) for k, v in request.query_params.multi_items() if k not in names]
+    return urlencode(pairs)
+
+
+class ClinicianController(Controller):
+    path = "/clinicians"
+    opt = signed_in()
+    include_in_schema = False
+
+    @get("/")
+    async def index(self, request: Request) -> Template:
+        user = current_user(request)
+        roster_filter = read_filter(request)
+        sort = request.query_params.get("sort", "name")
+        try:
+            result = await roster.page(
+                roster_filter, viewer_id=user.id, sort=sort, after=request.query_params.get("after")
+            )
+        except roster.FilterError as error:
+            raise ValidationException(f"{error.field}: {error.message}") from None
+        context = {
+            "page": result,
+            "filter": roster_filter,
+            "roles": list(ReferringRole),
+            "role_labels": LABELS,
+            "query": query_without(request, "after"),
+            "export_query": query_without(request, "after", "sort"),
+            "groups": await _groups(),
+        }
+        # htmx asks for the results only (live search); everything else gets the whole page.
+        if request.headers.get("hx-request") == "true" and request.headers.get("hx-target") == "roster-results":
+            return Template(template_name="crm/_clinician_results.html", context=context)
+        return Template(template_name="crm/clinicians.html", context=context)
+
+    @get("/export.csv")
+    async def export(self, request: Request) -> Stream:
+        user = current_user(request)
+        roster_filter = read_filter(request)
+
+        async def body() -> AsyncIterator[str]:
+            yield csv_chunk([], header=[label for label, _ in EXPORT_COLUMNS])
+            batch = []
+            async for row in roster.all_rows(roster_filter, viewer_id=user.id):
+                batch.append([_export_value(row, key) for _, key in EXPORT_COLUMNS])
+                if len(batch) >= 500:
+                    yield csv_chunk(batch)
+                    batch = []
+            if batch:
+                yield csv_chunk(batch)
+
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M")
+        return Stream(
+            body(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="clinicians-{stamp}.csv"'},
+        )
+
+    @get("/{clinician_id:int}")
+    async def show(self, request: Request, clinician_id: ObjectId) -> Template:
+        return await self._page(request, clinician_id)
+
+    async def _page(self, request: Request, clinician_id: int, *, errors: dict | None = None,
+                    values: dict | None = None, status: int = 200) -> Template:
+        row = await Clinician.select(
+            *Clinician.all_columns(), Clinician.practice._.name.as_alias("practice_name"),
+            Clinician.owner._.name.as_alias("owner_name"), Clinician.owner._.email.as_alias("owner_email"),
+        ).where(Clinician.id == clinician_id).first().run()
+        if row is None:
+            raise NotFoundException("No such clinician.")
+        taxonomy = None
+        if row["taxonomy_code"]:
+            taxonomy = await Taxonomy.select().where(Taxonomy.code == row["taxonomy_code"]).first().run()
+        tags = await ClinicianTag.select(ClinicianTag.tag).where(ClinicianTag.clinician == clinician_id).order_by(
+            ClinicianTag.tag).run()
+        user = current_user(request)
+        return Template(
+            template_name="crm/clinician.html",
+            context={
+                "c": row,
+                "taxonomy": taxonomy,
+                "tags": [t["tag"] for t in tags],
+                "timeline": await activities.timeline(clinician_id),
+                "kinds": activities.KINDS,
+                "outcomes": activities.OUTCOMES,
+                "role_labels": LABELS,
+                "may_log": user.role in ("liaison", "manager", "admin"),
+                "errors": errors or {},
+                "values": values or {},
+                "today": datetime.now(timezone.utc).date().isoformat(),
+            },
+            status_code=status,
+        )
+
+    @post("/{clinician_id:int}/activities", opt=allow(*TOUCH_ROLES))
+    async def log_touch(self, request: Request, clinician_id: ObjectId) -> Template | Redirect:
+        form = await request.form()
+        values = {k: str(form.get(k, "")) for k in ("kind", "outcome", "notes", "occurred_on", "follow_up_on")}
+        try:
+            await activities.log_touch(clinician_id, actor=request_actor(request), **values)
+        except activities.ActivityError as error:
+            if error.field == "clinician":
+                raise NotFoundException("No such clinician.") from None
+            return await self._page(request, clinician_id, errors={error.field: error.message},
+                                    values=values, status=422)
+        return Redirect(f"/clinicians/{clinician_id}#timeline", status_code=303)
+
+
+def _export_value(row: dict[str, Any], key: str) -> Any:
+    value = row.get(key)
+    if key == "role":
+        return LABELS.get(ReferringRole(value), value) if value in ReferringRole._value2member_map_ else value
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return value
+
+
+async def _groups() -> list[str]:
+    rows = await Taxonomy.select(Taxonomy.grouping).distinct().order_by(Taxonomy.grouping).run()
+    return [row["grouping"] for row in rows if row["grouping"]]
+
+
+class PracticeController(Controller):
+    path = "/practices"
+    opt = signed_in()
+    include_in_schema = False
+
+    @get("/{practice_id:int}")
+    async def show(self, practice_id: ObjectId) -> Template:
+        practice = await Practice.objects().where(Practice.id == practice_id).first().run()
+        if practice is None:
+            raise NotFoundException("No such practice.")
+        clinicians = await Clinician.select(
+            Clinician.id, Clinician.first_name, Clinician.last_name, Clinician.credential, Clinician.role,
+            Clinician.taxonomy_code, Clinician.active,
+        ).where(Clinician.practice == practice_id).order_by(Clinician.last_name).order_by(Clinician.id).limit(500).run()
+        return Template(
+            template_name="crm/practice.html",
+            context={"p": practice, "clinicians": clinicians, "role_labels": LABELS,
+                     "specialties": await roster.specialty_names(clinicians)},
+        )
+
+
+class FollowUpController(Controller):
+    path = "/follow-ups"
+    opt = allow(*TOUCH_ROLES)
+    include_in_schema = False
+
+    @get("/")
+    async def index(self, request: Request) -> Template:
+        user = current_user(request)
+        today = datetime.now(timezone.utc).date()
+        return Template(
+            template_name="crm/follow_ups.html",
+            context={"items": await activities.follow_ups(user.id), "today": today, "kinds": activities.KINDS},
+        )
+
+    @post("/{activity_id:int}/done")
+    async def done(self, request: Request, activity_id: ObjectId) -> Redirect:
+        user = current_user(request)
+        if not await activities.complete_follow_up(
+            activity_id, actor=request_actor(request), may_complete_any=user.role in ("manager", "admin")
+        ):
+            raise NotFoundException("No such open follow-up of yours.")
+        form = await request.form()
+        return Redirect(safe_next(str(form.get("next", "/follow-ups"))), status_code=303)
