@@ -39,6 +39,7 @@ from crm.admin_controller import AuditController, UserAdminController
 from crm.api import MeController
 from crm.auth_controller import AuthController
 from crm.roster_controller import ClinicianController, FollowUpController, PracticeController
+from crm.import_controller import ImportController
 from crm.roster_api import RosterApi
 from crm.segment_controller import SegmentController
 from crm.signin import ThrottlePolicy
@@ -194,6 +195,7 @@ def create_app(
             FollowUpController,
             SegmentController,
             RosterApi,
+            ImportController,
             create_static_files_router(
                 path="/static", directories=[STATIC], opt=public(), include_in_schema=False,
                 name="static", before_request=refuse_odd_paths,

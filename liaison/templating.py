@@ -26,6 +26,7 @@ NAVIGATION = (
     NavItem("Clinicians", "/clinicians", frozenset(Role)),
     NavItem("Segments", "/segments", frozenset(Role)),
     NavItem("My follow-ups", "/follow-ups", frozenset({Role.liaison, Role.manager})),
+    NavItem("Import", "/imports", frozenset({Role.manager})),
     NavItem("Users", "/admin/users", frozenset({Role.admin})),
     NavItem("Audit log", "/admin/audit", frozenset({Role.admin})),
     NavItem("Account", "/account", frozenset(Role)),

@@ -26,6 +26,15 @@ PAGE_ACCESS = {
     "/admin/audit": {Role.admin},
     "/api/v1/me": set(Role),
     "/schema": set(Role),
+    "/clinicians": set(Role),
+    "/clinicians/export.csv": set(Role),
+    "/segments": set(Role),
+    "/segments/new": {Role.marketer, Role.manager},
+    "/follow-ups": {Role.liaison, Role.manager},
+    "/imports": {Role.manager},
+    "/imports/review": {Role.manager},
+    "/api/v1/clinicians": set(Role),
+    "/api/v1/segments": set(Role),
 }
 
 
