@@ -1,23 +1,26 @@
 """Roster pages: the clinician list with filters and live search, a clinician's page with the
-timeline and "log a touch", practices, follow-ups, and CSV export."""
+timeline and "log a touch", adding and editing clinicians, bulk edits, practices, follow-ups, and
+CSV export."""
 
 from __future__ import annotations
 
+import html
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator
+from urllib.parse import parse_qs, urlencode
 
-from litestar import Controller, Request, get, post
-from litestar.exceptions import NotFoundException, ValidationException
+from litestar import Controller, MediaType, Request, Response, get, post
+from litestar.exceptions import NotFoundException, PermissionDeniedException, ValidationException
 from litestar.response import Redirect, Stream, Template
 
-from crm import activities, roster
+from crm import activities, clinicians, roster
 from crm.access import allow, current_user, signed_in
 from crm.auth_controller import safe_next
 from crm.csv_output import csv_chunk
 from crm.forms import ObjectId, request_actor
 from crm.referring_roles import LABELS, ReferringRole
 from crm.roles import Role
-from crm.tables import Clinician, ClinicianTag, Practice, Taxonomy
+from crm.tables import Clinician, ClinicianTag, Practice, Taxonomy, User
 
 EXPORT_COLUMNS = [
     ("NPI", "npi"), ("First name", "first_name"), ("Last name", "last_name"), ("Credential", "credential"),
@@ -37,8 +40,6 @@ def read_filter(request: Request) -> roster.RosterFilter:
 
 
 def query_without(request: Request, *names: str) -> str:
-    from urllib.parse import urlencode
-
     pairs = [(k, v) for k, v in request.query_params.multi_items() if k not in names]
     return urlencode(pairs)
 
@@ -67,6 +68,10 @@ class ClinicianController(Controller):
             "query": query_without(request, "after"),
             "export_query": query_without(request, "after", "sort"),
             "groups": await _groups(),
+            "manager": user.role in ("manager", "admin"),
+            "bulk_owners": await _owners() if user.role in ("manager", "admin") else [],
+            "changed": request.query_params.get("changed"),
+            "may_add": user.role in ("liaison", "manager", "admin"),
         }
         # htmx asks for the results only (live search); everything else gets the whole page.
         if request.headers.get("hx-request") == "true" and request.headers.get("hx-target") == "roster-results":
@@ -100,6 +105,54 @@ class ClinicianController(Controller):
     async def show(self, request: Request, clinician_id: ObjectId) -> Template:
         return await self._page(request, clinician_id)
 
+    # Create and edit ------------------------------------------------------------------------
+    @get("/new", opt=allow(*TOUCH_ROLES))
+    async def new(self, request: Request) -> Template:
+        return await _form(request, None, {}, {})
+
+    @post("/new", opt=allow(*TOUCH_ROLES))
+    async def create(self, request: Request) -> Template | Redirect:
+        return await _save(request, None)
+
+    @get("/{clinician_id:int}/edit", opt=allow(*TOUCH_ROLES))
+    async def edit(self, request: Request, clinician_id: ObjectId) -> Template:
+        clinician = await Clinician.objects().where(Clinician.id == clinician_id).first().run()
+        if clinician is None:
+            raise NotFoundException("No such clinician.")
+        if not clinicians.may_edit(current_user(request), clinician):
+            raise PermissionDeniedException("You may edit the clinicians you own; ask a manager for this one.")
+        tags = await ClinicianTag.select(ClinicianTag.tag).where(ClinicianTag.clinician == clinician_id).run()
+        values = {**clinician.to_dict(), "tags": ", ".join(t["tag"] for t in tags)}
+        return await _form(request, clinician, values, {})
+
+    @post("/{clinician_id:int}/edit", opt=allow(*TOUCH_ROLES))
+    async def update(self, request: Request, clinician_id: ObjectId) -> Template | Redirect:
+        return await _save(request, clinician_id)
+
+    @post("/validate", opt=allow(*TOUCH_ROLES), status_code=200)
+    async def validate(self, request: Request) -> Response:
+        """Inline validation: the message for the one field that changed, or nothing."""
+        form = await request.form()
+        name = str(form.get("field", ""))
+        _, problem = clinicians.check_field(name, str(form.get(name, "")))
+        return Response(html.escape(problem or ""), media_type=MediaType.HTML)
+
+    @post("/bulk", opt=allow(Role.manager))
+    async def bulk(self, request: Request) -> Redirect:
+        form = await request.form()
+        query = str(form.get("query", ""))
+        data = parse_qs(query)
+        try:
+            roster_filter = roster.RosterFilter.from_mapping(data)
+            changed = await clinicians.bulk_update(
+                roster_filter.where(current_user(request).id), action=str(form.get("action", "")),
+                value=str(form.get("value", "")), actor=request_actor(request),
+            )
+        except (roster.FilterError, clinicians.ClinicianError) as error:
+            raise ValidationException(f"{error.field}: {error.message}") from None
+        separator = "&" if query else ""
+        return Redirect(f"/clinicians?{query}{separator}changed={changed}", status_code=303)
+
     async def _page(self, request: Request, clinician_id: int, *, errors: dict | None = None,
                     values: dict | None = None, status: int = 200) -> Template:
         row = await Clinician.select(
@@ -125,6 +178,7 @@ class ClinicianController(Controller):
                 "outcomes": activities.OUTCOMES,
                 "role_labels": LABELS,
                 "may_log": user.role in ("liaison", "manager", "admin"),
+                "may_edit": clinicians.may_edit(user, row),
                 "errors": errors or {},
                 "values": values or {},
                 "today": datetime.now(timezone.utc).date().isoformat(),
@@ -144,6 +198,38 @@ class ClinicianController(Controller):
             return await self._page(request, clinician_id, errors={error.field: error.message},
                                     values=values, status=422)
         return Redirect(f"/clinicians/{clinician_id}#timeline", status_code=303)
+
+
+async def _owners() -> list[dict]:
+    return await User.select(User.id, User.name, User.email).where(
+        (User.active == True) & User.role.is_in(["liaison", "manager"])  # noqa: E712
+    ).order_by(User.name).order_by(User.email).run()
+
+
+async def _form(request: Request, clinician, values: dict, errors: dict, status: int = 200) -> Template:
+    user = current_user(request)
+    return Template(
+        template_name="crm/clinician_form.html",
+        context={"clinician": clinician, "values": values, "errors": errors, "manager": user.role in ("manager", "admin"),
+                 "owners": await _owners(), "roles": list(ReferringRole)},
+        status_code=status,
+    )
+
+
+async def _save(request: Request, clinician_id: int | None) -> Template | Redirect:
+    form = await request.form()
+    values = {k: str(v) for k, v in form.items() if k != "_csrf_token"}
+    try:
+        clinician = await clinicians.save_clinician(values, user=current_user(request), actor=request_actor(request),
+                                                    clinician_id=clinician_id)
+    except PermissionError as error:
+        raise PermissionDeniedException(str(error)) from None
+    except clinicians.ClinicianError as error:
+        if error.field == "id":
+            raise NotFoundException("No such clinician.") from None
+        existing = await Clinician.objects().where(Clinician.id == clinician_id).first().run() if clinician_id else None
+        return await _form(request, existing, values, {error.field: error.message}, status=422)
+    return Redirect(f"/clinicians/{clinician.id}", status_code=303)
 
 
 def _export_value(row: dict[str, Any], key: str) -> Any:

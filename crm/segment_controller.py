@@ -14,8 +14,7 @@ from crm.access import allow, current_user, signed_in
 from crm.forms import ObjectId, request_actor
 from crm.referring_roles import LABELS, ReferringRole
 from crm.roles import Role
-from crm.roster_controller import _groups
-from crm.tables import User
+from crm.roster_controller import _groups, _owners
 
 EDIT_ROLES = (Role.marketer, Role.manager)
 FILTER_FIELDS = [f.name for f in fields(roster.RosterFilter)]
@@ -25,12 +24,6 @@ SAMPLE_SIZE = 10
 def filters_from(data: Any) -> dict[str, list[str]]:
     """The filter fields present in a form or query string, with all their values."""
     return {name: data.getall(name) for name in FILTER_FIELDS if name in data}
-
-
-async def _owners() -> list[dict]:
-    return await User.select(User.id, User.name, User.email).where(
-        (User.active == True) & User.role.is_in(["liaison", "manager"])  # noqa: E712
-    ).order_by(User.name).order_by(User.email).run()
 
 
 class SegmentController(Controller):
