@@ -65,12 +65,12 @@ def child(url: str, nucc: str, path: str, passes: int) -> None:
 
 def nucc_file(directory: Path) -> Path:
     """A taxonomy file with the codes the synthetic extract uses (written, not copied)."""
-    from liaison.synthetic_nppes import INDIVIDUAL_TAXONOMIES, ORGANIZATION_TAXONOMIES
+    from liaison.synthetic_nppes import TAXONOMY_NAMES
 
     path = directory / "nucc-bench.csv"
-    codes = [c for c, _, _ in INDIVIDUAL_TAXONOMIES] + [c for c, _ in ORGANIZATION_TAXONOMIES]
     lines = ["Code,Grouping,Classification,Specialization,Definition,Notes,Display Name,Section"]
-    lines += [f"{code},Allopathic & Osteopathic Physicians,Benchmark,,,,{code},Individual" for code in codes]
+    for code, (grouping, classification, specialization, display) in TAXONOMY_NAMES.items():
+        lines.append(f'{code},"{grouping}","{classification}","{specialization}",,,"{display}",Individual')
     path.write_text("\r\n".join(lines) + "\r\n", encoding="utf-8")
     return path
 

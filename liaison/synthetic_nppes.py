@@ -74,6 +74,33 @@ INDIVIDUAL_TAXONOMIES = [
     ("207RX0202X", 2, "MD"), ("207RH0003X", 2, "MD"), ("2086X0206X", 1, "MD"),
     ("208D00000X", 3, "DO"),
 ]
+PHYSICIANS = "Allopathic & Osteopathic Physicians"
+# The NUCC names of the codes above (grouping, classification, specialization, display name),
+# for benchmarks and tests that need a taxonomy without the full code set.
+TAXONOMY_NAMES = {
+    "207Q00000X": (PHYSICIANS, "Family Medicine", "", "Family Medicine Physician"),
+    "207R00000X": (PHYSICIANS, "Internal Medicine", "", "Internal Medicine Physician"),
+    "208M00000X": (PHYSICIANS, "Hospitalist", "", "Hospitalist Physician"),
+    "208600000X": (PHYSICIANS, "Surgery", "", "Surgery Physician"),
+    "2085R0202X": (PHYSICIANS, "Radiology", "Diagnostic Radiology", "Diagnostic Radiology Physician"),
+    "207RG0100X": (PHYSICIANS, "Internal Medicine", "Gastroenterology", "Gastroenterology Physician"),
+    "207RP1001X": (PHYSICIANS, "Internal Medicine", "Pulmonary Disease", "Pulmonary Disease Physician"),
+    "208800000X": (PHYSICIANS, "Urology", "", "Urology Physician"),
+    "207V00000X": (PHYSICIANS, "Obstetrics & Gynecology", "", "Obstetrics & Gynecology Physician"),
+    "207RC0000X": (PHYSICIANS, "Internal Medicine", "Cardiovascular Disease", "Cardiovascular Disease Physician"),
+    "363L00000X": ("Physician Assistants & Advanced Practice Nursing Providers", "Nurse Practitioner", "",
+                   "Nurse Practitioner"),
+    "363A00000X": ("Physician Assistants & Advanced Practice Nursing Providers", "Physician Assistant", "",
+                   "Physician Assistant"),
+    "207RX0202X": (PHYSICIANS, "Internal Medicine", "Medical Oncology", "Medical Oncology Physician"),
+    "207RH0003X": (PHYSICIANS, "Internal Medicine", "Hematology & Oncology", "Hematology & Oncology Physician"),
+    "2086X0206X": (PHYSICIANS, "Surgery", "Surgical Oncology", "Surgical Oncology Physician"),
+    "208D00000X": (PHYSICIANS, "General Practice", "", "General Practice Physician"),
+    "261QP2300X": ("Ambulatory Health Care Facilities", "Clinic/Center", "Primary Care", "Primary Care Clinic/Center"),
+    "193200000X": ("Group", "Multi-Specialty", "", "Multi-Specialty Group"),
+    "261QR0200X": ("Ambulatory Health Care Facilities", "Clinic/Center", "Radiology", "Radiology Clinic/Center"),
+    "282N00000X": ("Hospitals", "General Acute Care Hospital", "", "General Acute Care Hospital"),
+}
 ORGANIZATION_TAXONOMIES = [("261QP2300X", 5), ("193200000X", 3), ("261QR0200X", 1), ("282N00000X", 1)]
 CREDENTIALS = {"MD": ["M.D.", "MD", "MD, PHD", "M.D., F.A.C.P."], "DO": ["D.O.", "DO"],
                "NP": ["NP", "FNP-C", "APRN"], "PA-C": ["PA-C", "PA"]}
