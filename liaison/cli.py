@@ -364,6 +364,9 @@ def demo(host: str, port: int, no_serve: bool) -> None:
     connected(settings, create=True)
     run(db.migrate())
     logins = run(_demo_users())
+    roster = run(_demo_roster(settings))
+    if roster:
+        click.echo(roster)
     url = f"http://{host}:{port}/"
     click.echo("")
     click.echo(f"Liaison demo on {redact_url(settings.database_url)}")
@@ -377,6 +380,31 @@ def demo(host: str, port: int, no_serve: bool) -> None:
     click.echo("")
     if not no_serve:
         _serve(settings, host, port)
+
+
+async def _demo_roster(settings: Settings) -> str | None:
+    """On an empty roster, write a synthetic NPPES-format extract (2,000 clinicians in 300
+    practices of Virginia) and a taxonomy for its codes, and load both through the importers."""
+    from crm.clinician_import import import_clinicians
+    from crm.tables import Clinician
+    from crm.taxonomy_import import import_taxonomy
+    from liaison.synthetic_nppes import TAXONOMY_NAMES, write_extract
+
+    if await Clinician.count().run():
+        return None
+    folder = settings.var_dir / "demo"
+    folder.mkdir(parents=True, exist_ok=True)
+    nucc = folder / "nucc-demo.csv"
+    lines = ["Code,Grouping,Classification,Specialization,Definition,Notes,Display Name,Section"]
+    for code, (grouping, classification, specialization, display) in TAXONOMY_NAMES.items():
+        lines.append(f'{code},"{grouping}","{classification}","{specialization}",,,"{display}",')
+    nucc.write_text("\r\n".join(lines) + "\r\n", encoding="utf-8")
+    extract = write_extract(folder / "npidata_pfile_demo.csv", clinicians=2000, practices=300, state="VA",
+                            deactivated_share=0.01)
+    await import_taxonomy(nucc)
+    report = await import_clinicians(extract.path)
+    return (f"Imported {report.created} clinicians and {report.practices_created} practices from "
+            f"the NPPES-format extract {extract.path}")
 
 
 async def _demo_users() -> list[tuple[str, str, str]]:

@@ -231,3 +231,15 @@ def test_import_commands_exit_codes_errors_file_and_dry_run(fresh_database, tmp_
     assert usage.returncode == 2
     csv_filters = run_liaison(["import", "clinicians", str(clean), "--state", "VA"], env)
     assert csv_filters.returncode == 1 and "NPPES files only" in csv_filters.stderr
+
+
+def test_demo_prepares_a_database_with_logins_and_a_roster(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIAISON_")}
+    env.update(LIAISON_VAR_DIR=str(tmp_path / "var"), LIAISON_PASSWORD_HASH="cheapest")
+    first = run_liaison(["demo", "--no-serve"], env)
+    assert first.returncode == 0, first.stderr
+    assert "admin@demo.liaison.test" in first.stdout and "liaison-demo-admin" in first.stdout
+    assert "Imported 19" in first.stdout and "300 practices" in first.stdout
+    assert (tmp_path / "var" / "demo.sqlite3").exists()
+    again = run_liaison(["demo", "--no-serve"], env)
+    assert again.returncode == 0 and "Imported" not in again.stdout
