@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
+from crm.errors import FieldError
 from crm import audit
 from crm.audit import Actor
 from crm.db import atomic
@@ -33,11 +34,8 @@ OUTCOMES = {
 MAX_NOTES = 4000
 
 
-class ActivityError(ValueError):
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
+class ActivityError(FieldError):
+    pass
 
 
 @dataclass(frozen=True)

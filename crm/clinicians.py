@@ -11,6 +11,7 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
+from crm.errors import FieldError
 from crm import audit
 from crm.audit import Actor
 from crm.clinician_import import RowRejected, address_key, postal_code, us_state
@@ -30,11 +31,8 @@ MANAGERS = ("manager", "admin")
 BULK_ACTIONS = ("assign_owner", "add_tag", "set_tier")
 
 
-class ClinicianError(ValueError):
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
+class ClinicianError(FieldError):
+    pass
 
 
 def may_edit(user: User, clinician: dict[str, Any] | Clinician) -> bool:

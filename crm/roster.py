@@ -16,6 +16,7 @@ from typing import Any, AsyncIterator, Mapping
 from piccolo.columns.combination import Where
 from piccolo.query import OrderByRaw
 
+from crm.errors import FieldError
 from crm.referring_roles import ReferringRole
 from crm.tables import Clinician, ClinicianTag, Practice, Taxonomy
 from crm.text import single_line
@@ -29,11 +30,8 @@ SORTS = {
 STATUSES = ("active", "inactive", "all")
 
 
-class FilterError(ValueError):
-    def __init__(self, field_name: str, message: str) -> None:
-        super().__init__(f"{field_name}: {message}")
-        self.field = field_name
-        self.message = message
+class FilterError(FieldError):
+    pass
 
 
 def _list(value: Any) -> list[str]:

@@ -10,6 +10,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
+from crm.errors import FieldError
 from crm import audit, roster
 from crm.audit import Actor
 from crm.db import atomic
@@ -17,11 +18,8 @@ from crm.tables import Segment
 from crm.text import plain_text, single_line
 
 
-class SegmentError(ValueError):
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
+class SegmentError(FieldError):
+    pass
 
 
 def segment_filter(filters: dict[str, Any] | str) -> roster.RosterFilter:

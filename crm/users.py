@@ -6,6 +6,7 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
+from crm.errors import FieldError
 from crm import audit
 from crm.audit import Actor
 from crm.db import atomic
@@ -18,13 +19,8 @@ EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 PAGE_SIZE = 50
 
 
-class UserError(ValueError):
+class UserError(FieldError):
     """A value for a user was refused; ``field`` names the form field, the message says why."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
 
 
 def normalise_email(raw: str) -> str:
