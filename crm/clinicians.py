@@ -103,8 +103,9 @@ def _snapshot(c: Clinician) -> dict[str, Any]:
 async def save_clinician(
     form: dict[str, str], *, user: User, actor: Actor, clinician_id: int | None = None
 ) -> Clinician:
-    """Create (``clinician_id`` None) or update a clinician from form values; ClinicianError
-    names the first field that is wrong. Fields a user may not change are ignored."""
+    """Create (``clinician_id`` None) or update a clinician from form values; only the fields
+    present change. ClinicianError names the first field that is wrong; fields a user may not
+    change are ignored."""
     manager = user.role in MANAGERS
     values: dict[str, Any] = {}
     for name in (*TEXT_FIELDS, "npi", "email", "state", "postal_code", "tier", "taxonomy_code", "tags"):
@@ -113,7 +114,8 @@ async def save_clinician(
             if problem:
                 raise ClinicianError(name, problem)
             values[name] = value
-    values["do_not_contact"] = form.get("do_not_contact") == "on"
+    if "do_not_contact" in form:
+        values["do_not_contact"] = str(form["do_not_contact"]).lower() in ("on", "true", "yes", "1")
     if manager and "role_override" in form:
         value, problem = check_field("role_override", form["role_override"])
         if problem:
@@ -125,8 +127,6 @@ async def save_clinician(
                 (User.id == int(owner)) & (User.active == True)).run()):  # noqa: E712
             raise ClinicianError("owner", "Choose an active user.")
         values["owner"] = int(owner) if owner else None
-    if not values.get("last_name"):
-        raise ClinicianError("last_name", "A clinician needs a last name.")
     tags = values.pop("tags", None)
     async with atomic():
         existing = None
@@ -136,8 +136,10 @@ async def save_clinician(
                 raise ClinicianError("id", "No such clinician.")
             if not may_edit(user, existing):
                 raise PermissionError("You may edit the clinicians you own; ask a manager for this one.")
-            if existing.do_not_contact and not values["do_not_contact"] and not manager:
+            if existing.do_not_contact and values.get("do_not_contact") is False and not manager:
                 raise ClinicianError("do_not_contact", "Only a manager can clear do-not-contact.")
+        if not values.get("last_name", existing.last_name if existing else ""):
+            raise ClinicianError("last_name", "A clinician needs a last name.")
         await _check_unique(values, clinician_id)
         derived = await _taxonomy_role(values.get("taxonomy_code", existing.taxonomy_code if existing else None))
         override = values.get("role_override", existing.role_override if existing else None)

@@ -18,7 +18,7 @@ from crm.clinician_import import import_clinicians
 from crm.csv_input import InputRefused
 from crm.db import atomic
 from crm.forms import ObjectId, request_actor
-from crm.import_report import ImportReport
+from crm.import_report import record_import
 from crm.roles import Role
 from crm.tables import ImportReview
 from crm.taxonomy_import import import_taxonomy
@@ -67,8 +67,7 @@ class ImportController(Controller):
                 return Template(template_name="crm/import.html", status_code=422,
                                 context={"kinds": KINDS, "error": f"Refused: {refused}",
                                          "limit_mb": UPLOAD_MAX_BYTES // 2**20})
-        if not dry_run:
-            await _audit_import(request, kind, name, report)
+        await record_import(report, request_actor(request))
         return Template(template_name="crm/import_result.html",
                         context={"report": report, "errors": report.rejected[:SHOWN_ERRORS]})
 
@@ -89,11 +88,3 @@ class ImportController(Controller):
             await audit.record("import_review.dismiss", actor=request_actor(request), object_type="import_review",
                                object_id=review_id)
         return Redirect("/imports/review", status_code=303)
-
-
-async def _audit_import(request: Request, kind: str, name: str, report: ImportReport) -> None:
-    await audit.record(
-        f"import.{kind}", actor=request_actor(request), object_type="import", object_id=name,
-        after={"rows": report.rows_read, "created": report.created, "updated": report.updated,
-               "rejected": len(report.rejected), "review": report.sent_to_review},
-    )

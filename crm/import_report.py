@@ -6,6 +6,8 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from crm import audit
+from crm.audit import Actor
 from crm.csv_input import RowError
 
 EXIT_OK = 0
@@ -75,3 +77,14 @@ class ImportReport:
             writer.writerow(["row", "column", "reason"])
             for error in self.rejected:
                 writer.writerow([error.row, error.column, error.reason])
+
+
+async def record_import(report: ImportReport, actor: Actor) -> None:
+    """The audit row for an applied import (dry runs change nothing and are not recorded)."""
+    if report.dry_run:
+        return
+    await audit.record(
+        f"import.{report.kind.lower()}", actor=actor, object_type="import", object_id=report.source,
+        after={"rows": report.rows_read, "created": report.created, "updated": report.updated,
+               "rejected": len(report.rejected), "review": report.sent_to_review},
+    )

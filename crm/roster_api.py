@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from litestar import Controller, Request, get, post
-from litestar.exceptions import NotFoundException, ValidationException
+from litestar import Controller, Request, get, patch, post
+from litestar.exceptions import NotFoundException, PermissionDeniedException, ValidationException
 from litestar.params import JSONBody, QueryParameter
 
-from crm import activities, roster, segments
+from crm import activities, clinicians, roster, segments
 from crm.access import allow, current_user, signed_in
 from crm.forms import ObjectId, request_actor
 from crm.roles import Role
@@ -69,6 +69,40 @@ class SegmentOut:
     description: str
     filters: dict[str, Any]
     member_count: int
+
+
+@dataclass
+class ClinicianIn:
+    """Fields to set; on PATCH, fields left out keep their value. Tags are comma-separated."""
+
+    npi: str | None = None
+    first_name: str | None = None
+    middle_name: str | None = None
+    last_name: str | None = None
+    credential: str | None = None
+    taxonomy_code: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    fax: str | None = None
+    address_line1: str | None = None
+    address_line2: str | None = None
+    city: str | None = None
+    state: str | None = None
+    postal_code: str | None = None
+    tier: str | None = None
+    tags: str | None = None
+    consent_source: str | None = None
+    do_not_contact: bool | None = None
+    owner: int | None = None
+    role_override: str | None = None
+
+    def as_form(self) -> dict[str, str]:
+        values = {}
+        for name, value in vars(self).items():
+            if value is None:
+                continue
+            values[name] = ("on" if value else "off") if isinstance(value, bool) else str(value)
+        return values
 
 
 @dataclass
@@ -145,6 +179,16 @@ class RosterApi(Controller):
             raise NotFoundException("No such clinician.")
         return _clinician(row, await roster.specialty_names([row]))
 
+    @post("/clinicians", summary="Add a clinician", opt=allow(Role.liaison, Role.manager))
+    async def create_clinician(self, request: Request, data: JSONBody[ClinicianIn]) -> ClinicianOut:
+        return await _save_api(request, data, None)
+
+    @patch("/clinicians/{clinician_id:int}", summary="Change a clinician (fields left out are kept)",
+           opt=allow(Role.liaison, Role.manager))
+    async def update_clinician(self, request: Request, clinician_id: ObjectId,
+                               data: JSONBody[ClinicianIn]) -> ClinicianOut:
+        return await _save_api(request, data, clinician_id)
+
     @get("/clinicians/{clinician_id:int}/activities", summary="A clinician's logged touches, newest first")
     async def activities(self, clinician_id: ObjectId) -> list[ActivityOut]:
         if not await Clinician.exists().where(Clinician.id == clinician_id).run():
@@ -197,6 +241,20 @@ class RosterApi(Controller):
             return _page(await segments.members(found, after=after, limit=limit))
         except roster.FilterError as error:
             raise ValidationException(f"{error.field}: {error.message}") from None
+
+
+async def _save_api(request: Request, data: ClinicianIn, clinician_id: int | None) -> ClinicianOut:
+    try:
+        saved = await clinicians.save_clinician(data.as_form(), user=current_user(request),
+                                                actor=request_actor(request), clinician_id=clinician_id)
+    except PermissionError as error:
+        raise PermissionDeniedException(str(error)) from None
+    except clinicians.ClinicianError as error:
+        if error.field == "id":
+            raise NotFoundException("No such clinician.") from None
+        raise ValidationException(f"{error.field}: {error.message}") from None
+    row = await Clinician.select(*roster.LIST_COLUMNS).where(Clinician.id == saved.id).first().run()
+    return _clinician(row, await roster.specialty_names([row]))
 
 
 async def _segment(segment) -> SegmentOut:

@@ -219,6 +219,8 @@ async def _form(request: Request, clinician, values: dict, errors: dict, status:
 async def _save(request: Request, clinician_id: int | None) -> Template | Redirect:
     form = await request.form()
     values = {k: str(v) for k, v in form.items() if k != "_csrf_token"}
+    # An unticked checkbox sends nothing: on this form, that means "no".
+    values["do_not_contact"] = "on" if form.get("do_not_contact") == "on" else "off"
     try:
         clinician = await clinicians.save_clinician(values, user=current_user(request), actor=request_actor(request),
                                                     clinician_id=clinician_id)

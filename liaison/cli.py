@@ -238,6 +238,10 @@ def import_group() -> None:
 
 
 def _finish_import(report, errors_path: Path | None) -> None:
+    from crm.audit import Actor
+    from crm.import_report import record_import
+
+    run(record_import(report, Actor.cli()))
     for line in report.summary_lines():
         click.echo(line)
     if errors_path is not None:

@@ -222,6 +222,11 @@ def test_import_commands_exit_codes_errors_file_and_dry_run(fresh_database, tmp_
     ]
     clean = write_csv(tmp_path / "clean.csv", ["NPI", "Last Name"], [[npi(1), "Lee"]])
     assert run_liaison(["import", "clinicians", str(clean)], env).returncode == 0
+    from crm.tables import AuditEvent
+
+    use_database(fresh_database.url)
+    imports = AuditEvent.select(AuditEvent.object_id).where(AuditEvent.action == "import.clinician").run_sync()
+    assert [row["object_id"] for row in imports] == ["roster.csv", "clean.csv"]
 
     empty = tmp_path / "empty.csv"
     empty.write_bytes(b"")

@@ -29,7 +29,7 @@ async def test_manager_uploads_the_taxonomy_then_an_nppes_file(client, signed_in
     real = await upload(client, nppes, "clinicians")
     assert real.status_code == 200 and "created:          1" in real.text
     assert await Clinician.count().run() == 1 and await Taxonomy.count().run() == 8
-    event = await AuditEvent.objects().output(load_json=True).get(AuditEvent.action == "import.clinicians").run()
+    event = await AuditEvent.objects().output(load_json=True).get(AuditEvent.action == "import.clinician").run()
     assert event.object_id == "npidata.csv" and event.after["created"] == 1
 
 

@@ -76,3 +76,28 @@ async def test_segments_with_members(app, make_user, taxonomy):  # noqa: F811
         members = (await api.get(f"/api/v1/segments/{segment.id}/members")).json()
         assert [m["last_name"] for m in members["items"]] == ["Cut"]
         assert (await api.get("/api/v1/segments/4242")).status_code == 404
+
+
+async def test_clinicians_are_added_and_changed_with_the_page_rules(app, make_user, taxonomy):  # noqa: F811
+    liaison = await make_user("liaison")
+    other = await make_user("liaison")
+    _, token = await tokens.issue_token(liaison.id, "crm sync", actor=Actor.cli())
+    theirs = await add(9, owner=other.id, last_name="Theirs")
+    async with api_client(app, token) as api:
+        created = await api.post("/api/v1/clinicians", json={
+            "npi": "1234567893", "first_name": "Ana", "last_name": "D'Souza", "email": "ANA@clinic.org",
+            "taxonomy_code": "207RX0202X", "do_not_contact": True})
+        assert created.status_code == 201, created.text
+        body = created.json()
+        assert (body["email"], body["role"], body["owner_id"], body["do_not_contact"]) == (
+            "ana@clinic.org", "oncology_peer", liaison.id, True)
+        patched = await api.patch(f"/api/v1/clinicians/{body['id']}", json={"tier": "A"})
+        assert patched.status_code == 200
+        assert (patched.json()["tier"], patched.json()["last_name"], patched.json()["do_not_contact"]) == (
+            "A", "D'Souza", True)
+        cleared = await api.patch(f"/api/v1/clinicians/{body['id']}", json={"do_not_contact": False})
+        assert cleared.status_code == 400 and "Only a manager" in cleared.json()["detail"]
+        bad = await api.post("/api/v1/clinicians", json={"npi": "1234567890", "last_name": "X"})
+        assert bad.status_code == 400 and "check digit" in bad.json()["detail"]
+        foreign = await api.patch(f"/api/v1/clinicians/{theirs.id}", json={"last_name": "Mine now"})
+        assert foreign.status_code == 403
