@@ -86,9 +86,10 @@ async def test_admin_imports_filters_saves_a_segment_and_logs_a_visit(server, pa
     await page.click("nav >> text=Segments")
     await page.click("text=New segment")
     await page.fill("#name", "Family medicine")
-    await page.check("input[name=role][value=primary_care]")
     await page.fill("#taxonomy", "207Q")
-    await page.press("#taxonomy", "Tab")
+    async with page.expect_response(lambda r: "/segments/preview" in r.url and "taxonomy=207Q" in r.url
+                                    and "role=primary_care" in r.url):
+        await page.check("input[name=role][value=primary_care]")
     await page.wait_for_function("document.querySelector('#segment-preview li') !== null")
     preview = await page.inner_text("#segment-preview")
     await page.click("#segment-form button[type=submit]")
