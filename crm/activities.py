@@ -75,12 +75,14 @@ async def log_touch(
     """Record a touch. ``occurred_on`` defaults to now; a follow-up date may not be in the past."""
     today = today or datetime.now(timezone.utc).date()
     if kind not in KINDS:
-        raise ActivityError("kind", f"choose one of: {', '.join(KINDS.values())}")
+        raise ActivityError("kind", f"choose one of: {', '.join(KINDS)}")
     if outcome not in OUTCOMES:
         raise ActivityError("outcome", f"{outcome!r} is not a known outcome")
     notes = plain_text(notes or "").strip()
     if len(notes) > MAX_NOTES:
         raise ActivityError("notes", f"keep notes under {MAX_NOTES} characters")
+    if kind == "note" and not notes:
+        raise ActivityError("notes", "a note needs some text")
     when = datetime.now(timezone.utc)
     occurred = _parse_date(occurred_on, "occurred_on")
     if occurred is not None:

@@ -73,15 +73,18 @@ class DeactivationRow:
 
 @dataclass(frozen=True)
 class Filters:
-    """NPPES filters: practice-location states, and primary taxonomy codes or code prefixes."""
+    """NPPES filters: practice-location states, and primary taxonomy codes or code prefixes.
+
+    The taxonomy filter chooses clinicians; organisations are practices, kept by state alone, so
+    that the clinicians chosen can be linked to the practice at their location."""
 
     states: frozenset[str] = frozenset()
     taxonomy_prefixes: tuple[str, ...] = ()
 
-    def keeps(self, state: str, taxonomy_code: str) -> bool:
+    def keeps(self, state: str, taxonomy_code: str, organization: bool = False) -> bool:
         if self.states and state not in self.states:
             return False
-        if self.taxonomy_prefixes and not taxonomy_code.startswith(self.taxonomy_prefixes):
+        if self.taxonomy_prefixes and not organization and not taxonomy_code.startswith(self.taxonomy_prefixes):
             return False
         return True
 
@@ -231,7 +234,7 @@ class NppesParser:
             return DeactivationRow(row, npi, deactivated_on)
         state = us_state(values[self.state], "Provider Business Practice Location Address State Name", strict=False)
         taxonomy_code = self.primary_taxonomy(values)
-        if not self.filters.keeps(state, taxonomy_code):
+        if not self.filters.keeps(state, taxonomy_code, organization=entity == "2"):
             return None
         if entity not in ("1", "2"):
             raise RowRejected("Entity Type Code", f"entity type {entity!r} is neither 1 nor 2")
@@ -737,6 +740,7 @@ async def _import(source: CsvFile, filters: Filters, dry_run: bool, progress) ->
                     organizations.append(parsed)
                 else:
                     deactivations.append(parsed)
+                    report.deactivations_read += 1
                 if len(clinicians) + len(organizations) + len(deactivations) >= BATCH:
                     await _flush(writer, clinicians, organizations, deactivations)
                     if progress:

@@ -85,21 +85,28 @@ def normalise_header(name: str) -> str:
     return " ".join(re.sub(r"[^0-9a-z]+", " ", name.lower()).split())
 
 
-def detect_encoding(sample: bytes) -> str:
-    if sample.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig"
-    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "utf-16"
+def _is_utf8(sample: bytes) -> bool:
     try:
         codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
-        return "utf-8"
     except UnicodeDecodeError:
-        pass
+        return False
+    return True
+
+
+def detect_encoding(sample: bytes) -> tuple[str, int]:
+    """The encoding of a file that starts with ``sample``, and how many leading bytes (a BOM)
+    to skip. A UTF-8 BOM in front of Windows-1252 text (some tools add one blindly) is read as
+    Windows-1252."""
+    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16", 0
+    skip = len(codecs.BOM_UTF8) if sample.startswith(codecs.BOM_UTF8) else 0
+    if _is_utf8(sample[skip:]):
+        return ("utf-8-sig" if skip else "utf-8"), 0
     try:
-        sample.decode("cp1252")
+        sample[skip:].decode("cp1252")
     except UnicodeDecodeError:
         raise InputRefused("the file is neither UTF-8 nor Windows-1252 text") from None
-    return "cp1252"
+    return "cp1252", skip
 
 
 def _refuse_non_text(name: str, sample: bytes) -> None:
@@ -129,19 +136,19 @@ def open_csv(path: str | Path, *, display_name: str | None = None) -> CsvFile:
         raise InputRefused(f"{name}: cannot open the file ({error.strerror})") from None
     size = path.stat().st_size
     sample = binary.read(SAMPLE_BYTES)
-    binary.seek(0)
     try:
         _refuse_non_text(name, sample)
-        encoding = detect_encoding(sample)
+        encoding, skip = detect_encoding(sample)
     except InputRefused as error:
         binary.close()
         raise InputRefused(str(error) if str(error).startswith(name) else f"{name}: {error}") from None
+    binary.seek(skip)
     text = io.TextIOWrapper(binary, encoding=encoding, newline="")
     try:
         first_line = text.readline()
     except UnicodeDecodeError:
         text.close()
-        raise InputRefused(f"{name}: the header line is not valid {encoding}") from None
+        raise InputRefused(f"{name}: the header line is not valid {encoding} text") from None
     delimiter = pick_delimiter(first_line)
     header = next(csv.reader([first_line], delimiter=delimiter), [])
     header = [column.strip().lstrip("\ufeff") for column in header]

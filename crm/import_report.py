@@ -28,6 +28,7 @@ class ImportReport:
     created: int = 0
     updated: int = 0
     deactivated: int = 0
+    deactivations_read: int = 0
     filtered_out: int = 0
     sent_to_review: int = 0
     practices_created: int = 0
@@ -51,8 +52,11 @@ class ImportReport:
             f"  created:          {self.created}",
             f"  updated:          {self.updated}",
         ]
-        if self.deactivated:
-            lines.append(f"  deactivated:      {self.deactivated}")
+        if self.deactivations_read:
+            lines.append(
+                f"  deactivated:      {self.deactivated} (of {self.deactivations_read} deactivated NPIs in the "
+                "file; the others were not on the roster)"
+            )
         if self.practices_created or self.practices_updated:
             lines.append(
                 f"  practices:        {self.practices_created} created, {self.practices_updated} updated"
@@ -68,7 +72,7 @@ class ImportReport:
             where = f"row {error.row}" + (f", column {error.column}" if error.column else "")
             lines.append(f"  ! {where}: {error.reason}")
         if len(self.rejected) > max_errors:
-            lines.append(f"  … and {len(self.rejected) - max_errors} more rejected rows {verb} not imported")
+            lines.append(f"  … and {len(self.rejected) - max_errors} more rejected rows")
         return lines
 
     def write_errors(self, path: Path) -> None:

@@ -126,14 +126,14 @@ class RosterFilter:
             conditions.append(Clinician.active == True)  # noqa: E712
         elif self.status == "inactive":
             conditions.append(Clinician.active == False)  # noqa: E712
-        for token in self.q.split():
-            like = _escape_like(token)
+        for token in self.q.replace(",", " ").split():
+            like = escape_like(token)
             matches = (
-                _contains(Clinician.last_name, f"{like}%")
-                | _contains(Clinician.first_name, f"{like}%")
-                | _contains(Clinician.email, f"{like}%")
+                contains(Clinician.last_name, f"{like}%")
+                | contains(Clinician.first_name, f"{like}%")
+                | contains(Clinician.email, f"{like}%")
                 | Clinician.practice.is_in(
-                    Practice.select(Practice.id).where(_contains(Practice.name, f"%{like}%"))
+                    Practice.select(Practice.id).where(contains(Practice.name, f"%{like}%"))
                 )
             )
             if token.isdigit():
@@ -156,7 +156,7 @@ class RosterFilter:
         if self.state:
             conditions.append(Clinician.state == self.state)
         if self.city:
-            conditions.append(_contains(Clinician.city, _escape_like(self.city)))
+            conditions.append(contains(Clinician.city, escape_like(self.city)))
         if self.zip:
             conditions.append(Clinician.postal_code.like(f"{self.zip}%"))
         if self.owner == "none":
@@ -178,14 +178,14 @@ class RosterFilter:
         return _all(conditions)
 
 
-def _contains(column, pattern: str) -> Where:
+def contains(column, pattern: str) -> Where:
     """Case-insensitive LIKE: ILIKE on PostgreSQL; SQLite's LIKE already ignores ASCII case."""
     if Clinician._meta.db.engine_type == "sqlite":
         return column.like(pattern)
     return column.ilike(pattern)
 
 
-def _escape_like(value: str) -> str:
+def escape_like(value: str) -> str:
     # Piccolo passes LIKE patterns as parameters; % and _ typed by a person are literal.
     return value.replace("\\", "").replace("%", "").replace("_", " ").strip()
 

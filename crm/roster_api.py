@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Annotated, Any
 
+import msgspec
+
 from litestar import Controller, Request, get, patch, post
 from litestar.exceptions import NotFoundException, PermissionDeniedException, ValidationException
 from litestar.params import JSONBody, QueryParameter
@@ -71,9 +73,9 @@ class SegmentOut:
     member_count: int
 
 
-@dataclass
-class ClinicianIn:
-    """Fields to set; on PATCH, fields left out keep their value. Tags are comma-separated."""
+class ClinicianIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Fields to set; on PATCH, fields left out keep their value. Tags are comma-separated.
+    An unknown field is refused (a misspelt field must not be dropped silently)."""
 
     npi: str | None = None
     first_name: str | None = None
@@ -98,15 +100,17 @@ class ClinicianIn:
 
     def as_form(self) -> dict[str, str]:
         values = {}
-        for name, value in vars(self).items():
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
             if value is None:
                 continue
             values[name] = ("on" if value else "off") if isinstance(value, bool) else str(value)
         return values
 
 
-@dataclass
-class ActivityIn:
+class ActivityIn(msgspec.Struct, forbid_unknown_fields=True):
+    """``kind``: visit, call, email, lunch_and_learn or note. Dates are YYYY-MM-DD."""
+
     kind: str
     outcome: str = ""
     notes: str = ""

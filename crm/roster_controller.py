@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlencode
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.exceptions import NotFoundException, PermissionDeniedException, ValidationException
 from litestar.response import Redirect, Stream, Template
+from piccolo.query.functions.aggregate import Count
 
 from crm import activities, clinicians, roster
 from crm.access import allow, current_user, signed_in
@@ -21,6 +22,7 @@ from crm.forms import ObjectId, request_actor
 from crm.referring_roles import LABELS, ReferringRole
 from crm.roles import Role
 from crm.tables import Clinician, ClinicianTag, Practice, Taxonomy, User
+from crm.text import single_line
 
 EXPORT_COLUMNS = [
     ("NPI", "npi"), ("First name", "first_name"), ("Last name", "last_name"), ("Credential", "credential"),
@@ -52,16 +54,25 @@ class ClinicianController(Controller):
     @get("/")
     async def index(self, request: Request) -> Template:
         user = current_user(request)
-        roster_filter = read_filter(request)
+        partial = request.headers.get("hx-request") == "true" and request.headers.get("hx-target") == "roster-results"
         sort = request.query_params.get("sort", "name")
+        error, total = None, None
         try:
+            roster_filter = read_filter(request)
             result = await roster.page(
                 roster_filter, viewer_id=user.id, sort=sort, after=request.query_params.get("after")
             )
-        except roster.FilterError as error:
-            raise ValidationException(f"{error.field}: {error.message}") from None
+            if not request.query_params.get("after"):
+                total = await roster.count(roster_filter, viewer_id=user.id)
+        except (ValidationException, roster.FilterError) as problem:
+            # Shown where the results go, with the form still there to fix the value.
+            error = problem.detail if isinstance(problem, ValidationException) else f"{problem.field}: {problem.message}"
+            roster_filter, result = roster.RosterFilter(), roster.Page(rows=[], next_cursor=None, sort="name")
         context = {
             "page": result,
+            "error": error,
+            "total": total,
+            "after": request.query_params.get("after"),
             "filter": roster_filter,
             "roles": list(ReferringRole),
             "role_labels": LABELS,
@@ -73,10 +84,11 @@ class ClinicianController(Controller):
             "changed": request.query_params.get("changed"),
             "may_add": user.role in ("liaison", "manager", "admin"),
         }
-        # htmx asks for the results only (live search); everything else gets the whole page.
-        if request.headers.get("hx-request") == "true" and request.headers.get("hx-target") == "roster-results":
+        # htmx asks for the results only (live search); everything else gets the whole page. A bad
+        # filter value is a 400 for a page load, but htmx swaps only 2xx answers.
+        if partial:
             return Template(template_name="crm/_clinician_results.html", context=context)
-        return Template(template_name="crm/clinicians.html", context=context)
+        return Template(template_name="crm/clinicians.html", context=context, status_code=400 if error else 200)
 
     @get("/export.csv")
     async def export(self, request: Request) -> Stream:
@@ -97,7 +109,7 @@ class ClinicianController(Controller):
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M")
         return Stream(
             body(),
-            media_type="text/csv; charset=utf-8",
+            media_type="text/csv",
             headers={"Content-Disposition": f'attachment; filename="clinicians-{stamp}.csv"'},
         )
 
@@ -252,6 +264,29 @@ class PracticeController(Controller):
     path = "/practices"
     opt = signed_in()
     include_in_schema = False
+
+    @get("/")
+    async def index(self, request: Request) -> Template:
+        """Practices by name, searchable by name or city, a page of 100 at a time."""
+        q = single_line(request.query_params.get("q", ""))[:100]
+        after = single_line(request.query_params.get("after", ""))[:300]
+        query = Practice.select(Practice.id, Practice.name, Practice.city, Practice.state, Practice.postal_code,
+                                Practice.active).order_by(Practice.name).order_by(Practice.id).limit(101)
+        if q:
+            like = f"%{roster.escape_like(q)}%"
+            query = query.where(roster.contains(Practice.name, like) | roster.contains(Practice.city, like))
+        if after:
+            query = query.where(Practice.name > after)
+        rows = await query.run()
+        counts = {}
+        if rows:
+            found = await Clinician.select(Clinician.practice, Count(Clinician.id, alias="n")).where(
+                Clinician.practice.is_in([r["id"] for r in rows[:100]]) & (Clinician.active == True)  # noqa: E712
+            ).group_by(Clinician.practice).run()
+            counts = {row["practice"]: row["n"] for row in found}
+        return Template(template_name="crm/practices.html", context={
+            "rows": rows[:100], "counts": counts, "q": q,
+            "next_after": rows[99]["name"] if len(rows) > 100 else None})
 
     @get("/{practice_id:int}")
     async def show(self, practice_id: ObjectId) -> Template:

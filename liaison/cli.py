@@ -270,7 +270,7 @@ def _run_import(coroutine_factory, path: Path, with_progress: bool):
                 return run(coroutine_factory(progress))
         return run(coroutine_factory(None))
     except InputRefused as error:
-        raise Refused(f"refused {path.name}: {error}") from None
+        raise Refused(f"refused: {error}") from None
 
 
 @import_group.command("taxonomy")

@@ -24,6 +24,7 @@ class NavItem:
 NAVIGATION = (
     NavItem("Home", "/", frozenset(Role)),
     NavItem("Clinicians", "/clinicians", frozenset(Role)),
+    NavItem("Practices", "/practices", frozenset(Role)),
     NavItem("Segments", "/segments", frozenset(Role)),
     NavItem("My follow-ups", "/follow-ups", frozenset({Role.liaison, Role.manager})),
     NavItem("Import", "/imports", frozenset({Role.manager})),

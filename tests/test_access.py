@@ -29,6 +29,7 @@ PAGE_ACCESS = {
     "/clinicians": set(Role),
     "/clinicians/export.csv": set(Role),
     "/segments": set(Role),
+    "/practices": set(Role),
     "/segments/new": {Role.marketer, Role.manager},
     "/follow-ups": {Role.liaison, Role.manager},
     "/imports": {Role.manager},

@@ -245,3 +245,27 @@ async def test_a_managers_role_override_outlives_reimports(taxonomy, tmp_path):
     assert (again.taxonomy_code, again.role) == ("208600000X", "oncology_peer")
     await import_clinicians(write_csv(tmp_path / "c.csv", ["NPI", "Taxonomy"], [[npi(2), "207Q00000X"]]))
     assert (await clinician(2)).role == "oncology_peer"
+
+
+async def test_a_bom_in_front_of_windows_1252_text_is_read_as_windows_1252(taxonomy, tmp_path):
+    path = tmp_path / "excel.csv"
+    content = "NPI;First Name;Last Name\r\n" + f"{npi(2)};José;Muñoz-Pérez\r\n"
+    path.write_bytes(b"\xef\xbb\xbf" + content.encode("cp1252"))
+    report = await import_clinicians(path)
+    assert report.created == 1 and "cp1252" in report.file_format
+    assert (await clinician(2)).last_name == "Muñoz-Pérez"
+
+
+async def test_the_taxonomy_filter_keeps_the_practices_for_linking(taxonomy, tmp_path):
+    rows = [organization(H, 1), individual(H, 2, codes=("207Q00000X",)), individual(H, 3, codes=("208600000X",))]
+    report = await import_clinicians(write_nppes(tmp_path / "f.csv", rows),
+                                     filters=Filters(states=frozenset({"VA"}), taxonomy_prefixes=("207Q",)))
+    assert (report.created, report.practices_created, report.filtered_out) == (1, 1, 1)
+    assert (await clinician(2)).practice is not None
+
+
+async def test_deactivated_npis_in_the_file_are_accounted_for(taxonomy, tmp_path):
+    await import_clinicians(write_nppes(tmp_path / "a.csv", [individual(H, 2)]))
+    report = await import_clinicians(write_nppes(tmp_path / "b.csv", [deactivated(H, 2), deactivated(H, 7)]))
+    assert (report.deactivated, report.deactivations_read) == (1, 2)
+    assert any("of 2 deactivated NPIs" in line for line in report.summary_lines())

@@ -192,6 +192,8 @@ async def test_practice_page_lists_its_clinicians(client, signed_in, taxonomy):
     page = await client.get(f"/practices/{practice.id}")
     assert "Blue Ridge Internal Medicine" in page.text and "Here" in page.text and "Elsewhere" not in page.text
     assert (await client.get("/practices/424242")).status_code == 404
+    listed = await client.get("/practices?q=blue+ridge")
+    assert "Blue Ridge Internal Medicine" in listed.text and "<td>1</td>" in listed.text
 
 
 async def test_csv_export_follows_the_filters_and_defuses_formulas(client, signed_in, taxonomy):

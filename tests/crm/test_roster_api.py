@@ -101,3 +101,16 @@ async def test_clinicians_are_added_and_changed_with_the_page_rules(app, make_us
         assert bad.status_code == 400 and "check digit" in bad.json()["detail"]
         foreign = await api.patch(f"/api/v1/clinicians/{theirs.id}", json={"last_name": "Mine now"})
         assert foreign.status_code == 403
+
+
+async def test_unknown_or_misspelt_fields_are_refused(app, make_user, taxonomy):  # noqa: F811
+    clinician = await add(1)
+    user = await make_user("liaison")
+    _, token = await tokens.issue_token(user.id, "app", actor=Actor.cli())
+    async with api_client(app, token) as api:
+        response = await api.post(f"/api/v1/clinicians/{clinician.id}/activities",
+                                  json={"kind": "visit", "occurred_at": "2026-12-01T10:30:00-05:00"})
+        assert response.status_code == 400 and "occurred_at" in response.text
+        wrong_kind = await api.post(f"/api/v1/clinicians/{clinician.id}/activities", json={"kind": "meeting"})
+        assert wrong_kind.status_code == 400 and "lunch_and_learn" in wrong_kind.json()["detail"]
+    assert await Activity.count().run() == 0
