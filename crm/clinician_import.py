@@ -18,6 +18,8 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from piccolo.columns.combination import WhereRaw
+
 from crm import bulk
 from crm.csv_input import CsvFile, InputRefused, normalise_header, open_csv
 from crm.db import atomic
@@ -100,6 +102,15 @@ class RowRejected(ValueError):
 # Small value rules shared by both formats
 
 
+def check_lengths(table, fields: dict[str, Any], label: Callable[[str], str]) -> None:
+    """Refuse a row whose text is longer than its column holds (PostgreSQL would refuse the
+    whole import; SQLite would store it whole)."""
+    for name, value in fields.items():
+        limit = getattr(getattr(table, name, None), "length", None)
+        if isinstance(value, str) and limit and len(value) > limit:
+            raise RowRejected(label(name), f"the value is {len(value)} characters long; at most {limit} fit")
+
+
 def clean(value: str) -> str:
     value = single_line(value)
     return "" if value in MASKED else value
@@ -164,7 +175,13 @@ NPPES_MARKERS = ("NPI", "Entity Type Code", "Healthcare Provider Taxonomy Code_1
 
 
 def is_nppes(header: list[str]) -> bool:
-    return all(marker in header for marker in NPPES_MARKERS)
+    """An NPPES header, even a damaged one (the parser then names the missing column): a file
+    that looks like NPPES must never be read as a plain CSV."""
+    return (
+        any(marker in header for marker in NPPES_MARKERS[1:])
+        or len(header) >= 300
+        or any(name.startswith("Healthcare Provider Taxonomy Code") for name in header)
+    )
 
 
 class NppesParser:
@@ -261,7 +278,9 @@ class NppesParser:
             name = clean(values[self.org_name])
             if not name:
                 raise RowRejected("Provider Organization Name (Legal Business Name)", "organisation without a name")
-            return OrganizationRow(row, npi, {"name": display_case(name), **place})
+            fields = {"name": display_case(name), **place}
+            check_lengths(Practice, fields, self.label)
+            return OrganizationRow(row, npi, fields)
         last = clean(values[self.last])
         if not last:
             raise RowRejected("Provider Last Name (Legal Name)", "individual without a last name")
@@ -275,7 +294,22 @@ class NppesParser:
             "deactivated_on": None if active else deactivated_on,
             **place,
         }
+        check_lengths(Clinician, fields, self.label)
         return ClinicianRow(row, npi, None, fields)
+
+    LABELS = {
+        "name": "Provider Organization Name (Legal Business Name)", "first_name": "Provider First Name",
+        "middle_name": "Provider Middle Name", "last_name": "Provider Last Name (Legal Name)",
+        "name_suffix": "Provider Name Suffix Text", "credential": "Provider Credential Text",
+        "address_line1": "Provider First Line Business Practice Location Address",
+        "address_line2": "Provider Second Line Business Practice Location Address",
+        "city": "Provider Business Practice Location Address City Name",
+        "phone": "Provider Business Practice Location Address Telephone Number",
+        "fax": "Provider Business Practice Location Address Fax Number",
+    }
+
+    def label(self, name: str) -> str:
+        return self.LABELS.get(name, name)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -329,6 +363,10 @@ class PlainCsvParser:
             )
         self.taxonomy = taxonomy
         self.owners = owners
+
+    def label(self, field_name: str) -> str:
+        found = self.columns.get(field_name)
+        return found[1] if found else field_name
 
     def _get(self, values: list[str], field_name: str) -> tuple[str, str] | None:
         found = self.columns.get(field_name)
@@ -388,11 +426,14 @@ class PlainCsvParser:
             fields["owner"] = owner
         if npi is None and not fields.get("last_name"):
             raise RowRejected("Last Name", "a clinician without an NPI needs a last name")
+        check_lengths(Clinician, fields, self.label)
         practice = None
         if cell := self._get(values, "practice"):
             fields["practice"] = None
             if clean(cell[0]):
                 place_keys = ("address_line1", "address_line2", "city", "state", "postal_code", "address_key", "phone", "fax")
+                if len(clean(cell[0])) > 300:
+                    raise RowRejected(cell[1], "the practice name is longer than 300 characters")
                 practice = PracticeRef(clean(cell[0]), {k: fields[k] for k in place_keys if k in fields})
         tags = None
         if (cell := self._get(values, "tags")) and cell[0].strip():
@@ -513,7 +554,7 @@ class Writer:
     async def clinicians(self, rows: list[ClinicianRow]) -> None:
         npis = [r.npi for r in rows if r.npi]
         emails = [r.email for r in rows if r.email]
-        fields = (Clinician.id, Clinician.npi, Clinician.email, Clinician.import_run)
+        fields = (Clinician.id, Clinician.npi, Clinician.email, Clinician.import_run, Clinician.active)
         by_npi = {c["npi"]: c for c in await Clinician.select(*fields).where(Clinician.npi.is_in(npis)).run()} if npis else {}
         by_email = (
             {c["email"]: c for c in await Clinician.select(*fields).where(
@@ -521,10 +562,7 @@ class Writer:
             ).run()}
             if emails else {}
         )
-        if self.source_kind == "nppes":
-            await self._link_by_location(rows)
-        else:
-            await self._practices_for(rows)
+        taken = await self._emails_taken_by_others(rows, by_npi)
         upserts: list[ClinicianRow] = []
         email_matches: list[tuple[int, ClinicianRow]] = []
         seen_npis: set[str] = set()
@@ -547,6 +585,13 @@ class Writer:
             ):
                 await self._review(r, f"the email {r.email} belongs to the clinician with NPI {by_this_email['npi']}")
                 continue
+            if by_this_npi and by_this_npi["id"] in taken:
+                await self._review(r, f"the NPI is active again, but its email {taken[by_this_npi['id']]} now "
+                                      "belongs to another active clinician")
+                continue
+            if by_this_npi is None and by_this_email is None and not r.fields.get("last_name"):
+                self.report.reject(r.row, "Last Name", "a new clinician needs a last name")
+                continue
             if r.npi:
                 seen_npis.add(r.npi)
             if r.email:
@@ -559,6 +604,11 @@ class Writer:
                     self.report.updated += 1
                 else:
                     self.report.created += 1
+        # Practices are resolved for the rows that will be written, not for those sent to review.
+        if self.source_kind == "nppes":
+            await self._link_by_location(upserts)
+        else:
+            await self._practices_for(upserts + [r for _, r in email_matches])
         await self._upsert(upserts)
         for clinician_id, r in email_matches:
             values = {k: v for k, v in self._row(r).items() if v not in (None, "") and k != "created_at"}
@@ -569,6 +619,21 @@ class Writer:
             ).run()
             await self._tag(clinician_id, r.tags)
             self.report.updated += 1
+
+    async def _emails_taken_by_others(self, rows: list[ClinicianRow], by_npi: dict) -> dict[int, str]:
+        """Inactive clinicians this batch makes active again whose stored email another active
+        clinician now has (id → email): writing them would break the uniqueness of emails."""
+        waking = [by_npi[r.npi]["id"] for r in rows
+                  if r.npi in by_npi and not by_npi[r.npi]["active"] and r.fields.get("active", True)]
+        if not waking:
+            return {}
+        sleepers = {c["id"]: c["email"] for c in await Clinician.select(Clinician.id, Clinician.email).where(
+            Clinician.id.is_in(waking) & Clinician.email.is_not_null()).run()}
+        if not sleepers:
+            return {}
+        awake = {c["email"]: c["id"] for c in await Clinician.select(Clinician.id, Clinician.email).where(
+            Clinician.email.is_in(list(set(sleepers.values()))) & (Clinician.active == True)).run()}  # noqa: E712
+        return {cid: email for cid, email in sleepers.items() if awake.get(email, cid) != cid}
 
     def _row(self, r: ClinicianRow) -> dict[str, Any]:
         values = dict(r.fields)
@@ -625,33 +690,41 @@ class Writer:
         named = [r for r in rows if isinstance(r.practice, PracticeRef)]
         if not named:
             return
-        names = sorted({r.practice.name for r in named})
-        known: dict[tuple[str, str], int] = {}
+        # Same name (whatever its case) and same 5-digit ZIP; a row or practice without a ZIP
+        # matches the name alone. A same-named practice elsewhere is another practice.
+        names = sorted({r.practice.name.lower() for r in named})
+        places: dict[str, list[tuple[str, int]]] = {}
+        marks = ", ".join(["{}"] * len(names))
         for p in await Practice.select(Practice.id, Practice.name, Practice.postal_code).where(
-                Practice.name.is_in(names)).order_by(Practice.id).run():
-            known.setdefault((p["name"].lower(), p["postal_code"][:5]), p["id"])
-            known.setdefault((p["name"].lower(), ""), p["id"])
+                WhereRaw(f"lower(name) IN ({marks})", *names)).order_by(Practice.id).run():
+            places.setdefault(p["name"].lower(), []).append((p["postal_code"][:5], p["id"]))
         for r in named:
             ref = r.practice
             zip5 = ref.fields.get("postal_code", "")[:5]
-            practice_id = known.get((ref.name.lower(), zip5)) or known.get((ref.name.lower(), ""))
+            candidates = places.get(ref.name.lower(), [])
+            practice_id = next((pid for z, pid in candidates if z == zip5), None) or next(
+                (pid for z, pid in candidates if not z or not zip5), None)
             if practice_id is None:
                 practice = Practice(name=ref.name, source=self.source_kind, import_run=self.run, **ref.fields)
                 await practice.save().run()
                 practice_id = practice.id
-                known[(ref.name.lower(), zip5)] = practice_id
-                known.setdefault((ref.name.lower(), ""), practice_id)
+                places.setdefault(ref.name.lower(), []).append((zip5, practice_id))
                 self.report.practices_created += 1
             r.practice = practice_id  # type: ignore[assignment]
 
     async def _review(self, r: ClinicianRow, reason: str) -> None:
-        data = {k: (v.isoformat() if isinstance(v, date) else v) for k, v in r.fields.items()}
+        data = {k: (v.isoformat() if isinstance(v, date) else v) for k, v in r.fields.items()
+                if not isinstance(v, PracticeRef)}
         data.update(npi=r.npi, email=r.email)
+        self.report.sent_to_review += 1
+        if await ImportReview.exists().where(  # the same conflict from a re-import is already waiting
+                (ImportReview.resolved == False) & (ImportReview.reason == reason)  # noqa: E712
+                & (ImportReview.source == self.report.source)).run():
+            return
         await ImportReview.insert(
             ImportReview(kind="clinician_email_conflict", source=self.report.source, row_number=r.row,
                          reason=reason, data=data)
         ).run()
-        self.report.sent_to_review += 1
 
     async def link_practices(self) -> None:
         """Link this run's clinicians still unlinked (their organisation came later in the file)
@@ -719,6 +792,9 @@ async def _import(source: CsvFile, filters: Filters, dry_run: bool, progress) ->
     try:
         async with atomic():
             if Clinician._meta.db.engine_type == "postgres":
+                # One import at a time (SQLite's IMMEDIATE transaction already does this): two at
+                # once would each create the practices the other cannot see yet.
+                await Clinician.raw("SELECT pg_advisory_xact_lock(hashtext('liaison-import'))").run()
                 # The lookups are prepared statements; a generic plan made while the table was
                 # small (a sequential scan) would be reused as it grows: quadratic time.
                 await Clinician.raw("SET LOCAL plan_cache_mode = force_custom_plan").run()

@@ -186,8 +186,9 @@ def contains(column, pattern: str) -> Where:
 
 
 def escape_like(value: str) -> str:
-    # Piccolo passes LIKE patterns as parameters; % and _ typed by a person are literal.
-    return value.replace("\\", "").replace("%", "").replace("_", " ").strip()
+    # Piccolo's LIKE has no ESCAPE clause: a typed % is dropped; a typed _ stays a one-character
+    # wildcard, which still matches the underscore of first_last@example.org.
+    return value.replace("\\", "").replace("%", "").strip()
 
 
 def _any(conditions: list):
@@ -243,7 +244,7 @@ def decode_cursor(cursor: str, sort: str) -> tuple[Any, int]:
             raise ValueError
         if sort == "updated":
             value = datetime.fromisoformat(value)
-        elif not isinstance(value, str):
+        elif not isinstance(value, str) or value != single_line(value):
             raise ValueError
     except (ValueError, TypeError, json.JSONDecodeError, UnicodeDecodeError):
         raise FilterError("after", "the page link is damaged; start again from the first page") from None

@@ -6,7 +6,7 @@ from dataclasses import fields
 from typing import Any
 
 from litestar import Controller, Request, get, post
-from litestar.exceptions import NotFoundException
+from litestar.exceptions import NotFoundException, ValidationException
 from litestar.response import Redirect, Template
 
 from crm import roster, segments
@@ -69,7 +69,10 @@ class SegmentController(Controller):
             raise NotFoundException("No such segment.")
         roster_filter = segments.segment_filter(segment.filters)
         may_edit = current_user(request).role in ("marketer", "manager", "admin")
-        members = await segments.members(segment, after=request.query_params.get("after"))
+        try:
+            members = await segments.members(segment, after=request.query_params.get("after"))
+        except roster.FilterError as error:
+            raise ValidationException(f"{error.field}: {error.message}") from None
         return await self._builder(
             segment, name=segment.name, description=segment.description, roster_filter=roster_filter,
             members=members, read_only=not may_edit,

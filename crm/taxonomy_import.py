@@ -63,6 +63,16 @@ async def import_taxonomy(path: str | Path, *, dry_run: bool = False, display_na
                     grouping = cell(values, grouping_column)
                     classification = cell(values, "classification")
                     specialization = cell(values, "specialization")
+                    too_long = next(
+                        (label for label, value, limit in (
+                            ("Grouping", grouping, 200), ("Classification", classification, 200),
+                            ("Specialization", specialization, 200), ("Display Name", cell(values, "display name"), 300),
+                            ("Section", cell(values, "section"), 30)) if len(value) > limit),
+                        None,
+                    )
+                    if too_long:
+                        report.reject(row_number, too_long, "the value is longer than its column holds")
+                        continue
                     batch.append(
                         Taxonomy(
                             code=code,

@@ -38,6 +38,7 @@ from crm.account_controller import AccountController
 from crm.admin_controller import AuditController, UserAdminController
 from crm.api import MeController
 from crm.auth_controller import AuthController
+from crm.db import DatabaseBusy
 from crm.roster_controller import ClinicianController, FollowUpController, PracticeController
 from crm.import_controller import ImportController
 from crm.roster_api import RosterApi
@@ -47,6 +48,7 @@ from liaison import db
 from liaison.errors import (
     http_exception_handler,
     internal_error_handler,
+    busy_handler,
     unstorable_input_handler,
 )
 from liaison.settings import PROJECT_ROOT, Settings
@@ -218,6 +220,7 @@ def create_app(
         exception_handlers={
             HTTPException: http_exception_handler,
             asyncpg.exceptions.DataError: unstorable_input_handler,
+            DatabaseBusy: busy_handler,
             Exception: internal_error_handler,
         },
         before_send=[security_headers(settings)],

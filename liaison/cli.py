@@ -50,9 +50,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
 
 def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    from crm.db import DatabaseBusy
+
     try:
         return asyncio.run(coroutine)
-    except db.DatabaseUnavailable as error:
+    except (db.DatabaseUnavailable, DatabaseBusy) as error:
         raise Refused(str(error)) from None
 
 
@@ -250,9 +252,15 @@ def _finish_import(report, errors_path: Path | None) -> None:
     sys.exit(report.exit_code)
 
 
-def _run_import(coroutine_factory, path: Path, with_progress: bool):
+def _run_import(coroutine_factory, path: Path, with_progress: bool, errors_path: Path | None = None):
     """Run an import with a progress bar on a terminal; InputRefused exits 1."""
     from crm.csv_input import InputRefused
+
+    if errors_path is not None:
+        try:
+            errors_path.open("a").close()  # find out now, not after the import is committed
+        except OSError as error:
+            raise BadConfiguration(f"--errors {errors_path}: cannot write there ({error.strerror})") from None
 
     settings = load_settings()
     connected(settings)
@@ -282,7 +290,7 @@ def import_taxonomy(file: Path, dry_run: bool, errors_path: Path | None) -> None
     """Load a NUCC taxonomy code set CSV (current or older layout); safe to re-run."""
     from crm.taxonomy_import import import_taxonomy as run_import
 
-    report = _run_import(lambda progress: run_import(file, dry_run=dry_run), file, False)
+    report = _run_import(lambda progress: run_import(file, dry_run=dry_run), file, False, errors_path)
     _finish_import(report, errors_path)
 
 
@@ -313,7 +321,7 @@ def import_clinicians(file: Path, states: tuple[str, ...], taxonomies: tuple[str
     )
     report = _run_import(
         lambda progress: run_import(file, filters=filters, dry_run=dry_run, progress=progress),
-        file, True,
+        file, True, errors_path,
     )
     _finish_import(report, errors_path)
 

@@ -122,3 +122,13 @@ def unstorable_input_handler(request: Request, exc: Exception) -> Response:
         request,
         HTTPException(status_code=400, detail="The request holds a value that cannot be stored."),
     )
+
+
+def busy_handler(request: Request, exc: Exception) -> Response:
+    """SQLite's write lock was held past the busy timeout (a long import): 503, try again."""
+    log.warning("database busy on %s: %s", request.url.path, exc)
+    return http_exception_handler(
+        request,
+        HTTPException(status_code=503, detail="Liaison is busy writing (an import?). Try again in a moment.",
+                      headers={"Retry-After": "10"}),
+    )

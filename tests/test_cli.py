@@ -228,6 +228,8 @@ def test_import_commands_exit_codes_errors_file_and_dry_run(fresh_database, tmp_
     imports = AuditEvent.select(AuditEvent.object_id).where(AuditEvent.action == "import.clinician").run_sync()
     assert [row["object_id"] for row in imports] == ["roster.csv", "clean.csv"]
 
+    unwritable = run_liaison(["import", "clinicians", str(clean), "--errors", "/proc/nope/errors.csv"], env)
+    assert unwritable.returncode == 2 and "cannot write there" in unwritable.stderr
     empty = tmp_path / "empty.csv"
     empty.write_bytes(b"")
     refused = run_liaison(["import", "clinicians", str(empty)], env)
@@ -248,3 +250,23 @@ def test_demo_prepares_a_database_with_logins_and_a_roster(tmp_path):
     assert (tmp_path / "var" / "demo.sqlite3").exists()
     again = run_liaison(["demo", "--no-serve"], env)
     assert again.returncode == 0 and "Imported" not in again.stdout
+
+
+@pytest.mark.backend("sqlite")
+def test_a_locked_database_is_a_clear_refusal_not_a_hang(fresh_database, tmp_path):
+    import sqlite3 as sqlite
+
+    from tests.crm.importing import npi, write_csv
+
+    env = cli_env(fresh_database.url, tmp_path, LIAISON_SQLITE_BUSY_TIMEOUT_SECONDS="1")
+    assert run_liaison(["db", "migrate"], env).returncode == 0
+    roster = write_csv(tmp_path / "r.csv", ["NPI", "Last Name"], [[npi(1), "Lee"]])
+    holder = sqlite.connect(fresh_database.url.removeprefix("sqlite:///"), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        result = run_liaison(["import", "clinicians", str(roster)], env)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert result.returncode == 1
+    assert "the database is busy" in result.stderr and "Traceback" not in result.stderr

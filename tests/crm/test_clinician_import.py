@@ -269,3 +269,48 @@ async def test_deactivated_npis_in_the_file_are_accounted_for(taxonomy, tmp_path
     report = await import_clinicians(write_nppes(tmp_path / "b.csv", [deactivated(H, 2), deactivated(H, 7)]))
     assert (report.deactivated, report.deactivations_read) == (1, 2)
     assert any("of 2 deactivated NPIs" in line for line in report.summary_lines())
+
+
+async def test_values_longer_than_their_column_are_rejected_by_row_on_both_databases(taxonomy, tmp_path):
+    rows = [[npi(2), "A" * 101, "Lee", ""], [npi(3), "Ann", "Kim", "P" * 301], [npi(4), "Ann", "Park", ""]]
+    report = await import_clinicians(write_csv(tmp_path / "long.csv", ["NPI", "First Name", "Last Name", "Practice"], rows))
+    found = [(e.row, e.column) for e in report.rejected]
+    assert found == [(2, "First Name"), (3, "Practice")]
+    assert "at most 100 fit" in report.rejected[0].reason
+    assert report.created == 1 and await Clinician.count().run() == 1
+
+
+async def test_a_damaged_nppes_header_is_refused_not_read_as_a_plain_csv(taxonomy, tmp_path):
+    header = [name.replace("Taxonomy Code_1", "Taxonomy Code 1") for name in H]
+    path = write_csv(tmp_path / "renamed.csv", header, [organization(H, 1)], quote_all=True)
+    with pytest.raises(InputRefused, match="lacks the column 'Healthcare Provider Taxonomy Code_1'"):
+        await import_clinicians(path)
+    assert await Practice.count().run() == 0
+
+
+async def test_a_new_clinician_needs_a_last_name(taxonomy, tmp_path):
+    report = await import_clinicians(write_csv(tmp_path / "n.csv", ["NPI", "Tier"], [[npi(2), "A"]]))
+    assert [(e.row, e.column) for e in report.rejected] == [(2, "Last Name")]
+    assert await Clinician.count().run() == 0
+
+
+async def test_a_reactivated_npi_whose_email_was_taken_goes_to_review(taxonomy, tmp_path):
+    await import_clinicians(write_nppes(tmp_path / "a.csv", [individual(H, 2)]))
+    await Clinician.update({Clinician.email: "shared@clinic.org", Clinician.active: False}, force=True).run()
+    await import_clinicians(write_csv(tmp_path / "b.csv", ["NPI", "Last Name", "Email"],
+                                      [[npi(3), "New", "shared@clinic.org"]]))
+    report = await import_clinicians(write_nppes(tmp_path / "c.csv", [individual(H, 2)]))
+    assert report.sent_to_review == 1 and report.rejected == []
+    assert not (await clinician(2)).active
+    again = await import_clinicians(write_nppes(tmp_path / "c.csv", [individual(H, 2)]))
+    assert again.sent_to_review == 1 and await ImportReview.count().run() == 1  # not a second item
+
+
+async def test_practices_match_by_name_in_any_case_and_by_zip(taxonomy, tmp_path):
+    header = ["NPI", "Last Name", "Practice", "ZIP"]
+    rows = [[npi(2), "A", "Acme Clinic", "02134"], [npi(3), "B", "ACME CLINIC", "02134"],
+            [npi(4), "C", "Acme Clinic", "23220"], [npi(5), "D", "acme clinic", ""]]
+    report = await import_clinicians(write_csv(tmp_path / "p.csv", header, rows))
+    assert report.practices_created == 2
+    a, b, c, d = [await clinician(n) for n in (2, 3, 4, 5)]
+    assert a.practice == b.practice == d.practice != c.practice

@@ -217,3 +217,16 @@ async def test_specialty_names_come_from_the_nucc_display_names(taxonomy):
     rows = [{"taxonomy_code": "207RX0202X"}, {"taxonomy_code": None}]
     assert await roster.specialty_names(rows) == {"207RX0202X": "Medical Oncology Physician"}
     assert await Taxonomy.count().run() > 0
+
+
+async def test_damaged_cursors_and_underscores(client, signed_in, taxonomy):
+    from crm import segments
+    from crm.audit import Actor
+
+    await signed_in("manager")
+    await add(1, last_name="Under", email="first_last@clinic.org")
+    segment = await segments.save_segment(name="All", filters={}, actor=Actor.cli())
+    assert (await client.get(f"/segments/{segment.id}?after=!!!")).status_code == 400
+    surrogate = "WyJcdWQ4MDAiLCAxXQ"  # ["\ud800", 1]
+    assert (await client.get(f"/clinicians?after={surrogate}")).status_code == 400
+    assert await matching(q="first_last") == {"Under"}
