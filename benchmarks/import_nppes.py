@@ -65,14 +65,9 @@ def child(url: str, nucc: str, path: str, passes: int) -> None:
 
 def nucc_file(directory: Path) -> Path:
     """A taxonomy file with the codes the synthetic extract uses (written, not copied)."""
-    from liaison.synthetic_nppes import TAXONOMY_NAMES
+    from liaison.synthetic_nppes import write_taxonomy
 
-    path = directory / "nucc-bench.csv"
-    lines = ["Code,Grouping,Classification,Specialization,Definition,Notes,Display Name,Section"]
-    for code, (grouping, classification, specialization, display) in TAXONOMY_NAMES.items():
-        lines.append(f'{code},"{grouping}","{classification}","{specialization}",,,"{display}",Individual')
-    path.write_text("\r\n".join(lines) + "\r\n", encoding="utf-8")
-    return path
+    return write_taxonomy(directory / "nucc-bench.csv")
 
 
 def fresh_postgres(base: str) -> tuple[str, str]:

@@ -47,16 +47,12 @@ def run(args: list[str], env: dict[str, str], stdin: str | None = None) -> None:
 
 
 def build(env: dict[str, str], clinicians: int, work: Path) -> None:
-    from liaison.synthetic_nppes import write_extract
+    from liaison.synthetic_nppes import write_extract, write_taxonomy
 
     extract = work / f"roster-nppes-{clinicians}.csv"
     if not extract.exists():
         write_extract(extract, clinicians=clinicians, practices=max(10, clinicians // 20), seed=11)
-    nucc = work / "roster-nucc.csv"
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from import_nppes import nucc_file
-
-    nucc = nucc_file(work)
+    nucc = write_taxonomy(work / "roster-nucc.csv")
     run(["db", "migrate"], env)
     run(["import", "taxonomy", str(nucc)], env)
     subprocess.run([LIAISON, "import", "clinicians", str(extract)], env=env, check=False, capture_output=True)

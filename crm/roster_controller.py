@@ -19,7 +19,7 @@ from crm.access import allow, current_user, signed_in
 from crm.auth_controller import safe_next
 from crm.csv_output import csv_chunk
 from crm.forms import ObjectId, request_actor
-from crm.referring_roles import LABELS, ReferringRole
+from crm.referring_roles import LABELS, ReferringRole, role_label
 from crm.roles import Role
 from crm.tables import Clinician, ClinicianTag, Practice, Taxonomy, User
 from crm.text import single_line
@@ -58,7 +58,9 @@ class ClinicianController(Controller):
         sort = request.query_params.get("sort", "name")
         error, total = None, None
         try:
-            roster_filter = read_filter(request)
+            roster_filter = roster.RosterFilter.from_mapping(
+                {key: request.query_params.getall(key) for key in request.query_params}
+            )
             result = await roster.page(
                 roster_filter, viewer_id=user.id, sort=sort, after=request.query_params.get("after")
             )
@@ -66,9 +68,9 @@ class ClinicianController(Controller):
                 # Managers see how many a bulk change would touch; the count costs a second pass,
                 # so the list others use every day does without it.
                 total = await roster.count(roster_filter, viewer_id=user.id)
-        except (ValidationException, roster.FilterError) as problem:
+        except roster.FilterError as problem:
             # Shown where the results go, with the form still there to fix the value.
-            error = problem.detail if isinstance(problem, ValidationException) else f"{problem.field}: {problem.message}"
+            error = f"Filter {problem.field}: {problem.message}"
             roster_filter, result = roster.RosterFilter(), roster.Page(rows=[], next_cursor=None, sort="name")
         context = {
             "page": result,
@@ -251,7 +253,7 @@ async def _save(request: Request, clinician_id: int | None) -> Template | Redire
 def _export_value(row: dict[str, Any], key: str) -> Any:
     value = row.get(key)
     if key == "role":
-        return LABELS.get(ReferringRole(value), value) if value in ReferringRole._value2member_map_ else value
+        return role_label(value)
     if isinstance(value, bool):
         return "yes" if value else "no"
     return value

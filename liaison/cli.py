@@ -400,17 +400,13 @@ async def _demo_roster(settings: Settings) -> str | None:
     from crm.clinician_import import import_clinicians
     from crm.tables import Clinician
     from crm.taxonomy_import import import_taxonomy
-    from liaison.synthetic_nppes import TAXONOMY_NAMES, write_extract
+    from liaison.synthetic_nppes import write_extract, write_taxonomy
 
     if await Clinician.count().run():
         return None
     folder = settings.var_dir / "demo"
     folder.mkdir(parents=True, exist_ok=True)
-    nucc = folder / "nucc-demo.csv"
-    lines = ["Code,Grouping,Classification,Specialization,Definition,Notes,Display Name,Section"]
-    for code, (grouping, classification, specialization, display) in TAXONOMY_NAMES.items():
-        lines.append(f'{code},"{grouping}","{classification}","{specialization}",,,"{display}",')
-    nucc.write_text("\r\n".join(lines) + "\r\n", encoding="utf-8")
+    nucc = write_taxonomy(folder / "nucc-demo.csv")
     extract = write_extract(folder / "npidata_pfile_demo.csv", clinicians=2000, practices=300, state="VA",
                             deactivated_share=0.01)
     await import_taxonomy(nucc)

@@ -101,6 +101,18 @@ TAXONOMY_NAMES = {
     "261QR0200X": ("Ambulatory Health Care Facilities", "Clinic/Center", "Radiology", "Radiology Clinic/Center"),
     "282N00000X": ("Hospitals", "General Acute Care Hospital", "", "General Acute Care Hospital"),
 }
+
+
+def write_taxonomy(path: Path) -> Path:
+    """A NUCC-layout code set holding the codes of the synthetic extract (not the real file)."""
+    lines = ["Code,Grouping,Classification,Specialization,Definition,Notes,Display Name,Section"]
+    for code, (grouping, classification, specialization, display) in TAXONOMY_NAMES.items():
+        lines.append(f'{code},"{grouping}","{classification}","{specialization}",,,"{display}",')
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\r\n".join(lines) + "\r\n", encoding="utf-8")
+    return path
+
+
 ORGANIZATION_TAXONOMIES = [("261QP2300X", 5), ("193200000X", 3), ("261QR0200X", 1), ("282N00000X", 1)]
 CREDENTIALS = {"MD": ["M.D.", "MD", "MD, PHD", "M.D., F.A.C.P."], "DO": ["D.O.", "DO"],
                "NP": ["NP", "FNP-C", "APRN"], "PA-C": ["PA-C", "PA"]}

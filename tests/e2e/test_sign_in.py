@@ -46,13 +46,10 @@ async def test_admin_imports_filters_saves_a_segment_and_logs_a_visit(server, pa
     filter by role and specialty, save a segment, open a clinician, log a visit, see the timeline."""
     from pathlib import Path
 
-    from liaison.synthetic_nppes import TAXONOMY_NAMES, write_extract
+    from liaison.synthetic_nppes import write_extract, write_taxonomy
 
     work = Path(server.log).parent
-    nucc = work / "nucc.csv"
-    lines = ["Code,Grouping,Classification,Specialization,Definition,Notes,Display Name,Section"]
-    lines += [f'{code},"{g}","{c}","{s}",,,"{d}",' for code, (g, c, s, d) in TAXONOMY_NAMES.items()]
-    nucc.write_text("\r\n".join(lines) + "\r\n", encoding="utf-8")
+    nucc = write_taxonomy(work / "nucc.csv")
     extract = write_extract(work / "npidata_pfile.csv", clinicians=80, practices=12, seed=3).path
 
     await page.goto(server.url + "/login")
