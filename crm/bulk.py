@@ -30,7 +30,7 @@ async def upsert(
     columns: Sequence[str],
     rows: Sequence[Sequence[Any]],
     *,
-    conflict: str | None = None,
+    conflict: str | Sequence[str] | None = None,
     update: dict[str, str] | None = None,
 ) -> None:
     """INSERT ``rows`` (values in ``columns`` order); on a ``conflict`` column clash, SET each
@@ -53,11 +53,12 @@ async def upsert(
     else:
         sql = f'INSERT INTO "{name}" ({quoted}) VALUES ({", ".join(_placeholders(engine, len(columns)))})'
     if conflict:
+        target = ", ".join(f'"{c}"' for c in ([conflict] if isinstance(conflict, str) else conflict))
         if update:
             assignments = ", ".join(f'"{c}" = {expression}' for c, expression in update.items())
-            sql += f' ON CONFLICT ("{conflict}") DO UPDATE SET {assignments}'
+            sql += f" ON CONFLICT ({target}) DO UPDATE SET {assignments}"
         else:
-            sql += f' ON CONFLICT ("{conflict}") DO NOTHING'
+            sql += f" ON CONFLICT ({target}) DO NOTHING"
     if engine.engine_type == "postgres":
         await connection.execute(sql)
     else:
@@ -76,3 +77,12 @@ async def update_where(
     sets = ", ".join(f'"{column}" = {mark}' for column, mark in zip(assignments, marks))
     where = f'"{key}" = {marks[-1]}' + (f" AND {condition}" if condition else "")
     await connection.executemany(f'UPDATE "{table._meta.tablename}" SET {sets} WHERE {where}', [tuple(r) for r in rows])
+
+
+async def execute_many(table: type[Table], sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    """Run ``sql`` (with ``{}`` for each parameter) once per row, on the open transaction."""
+    if not rows:
+        return
+    engine, connection = _connection(table)
+    marks = _placeholders(engine, sql.count("{}"))
+    await connection.executemany(sql.format(*marks), [tuple(row) for row in rows])

@@ -24,6 +24,9 @@ from litestar.stores.redis import RedisStore
 from litestar.types import Message, Scope
 from piccolo.engine.base import Engine
 
+from campaigns.public_controller import UnsubscribeController
+from campaigns.scheduler import Worker
+from campaigns.webhook_controller import SendGridWebhookController
 from crm import passwords
 from crm.access import (
     AuthenticationMiddleware,
@@ -45,6 +48,7 @@ from crm.roster_api import RosterApi
 from crm.segment_controller import SegmentController
 from crm.signin import ThrottlePolicy
 from liaison import db
+from liaison.mail import make_backend, webhook_key
 from liaison.errors import (
     http_exception_handler,
     internal_error_handler,
@@ -138,15 +142,23 @@ def create_app(
     secret_key = settings.resolve_secret_key()
     engine = db.activate(engine or db.engine_for(settings))
     store = session_store(settings)
+    mail = settings.mail_config()
+    backend = make_backend(settings)
 
     @asynccontextmanager
     async def database_lifespan(app: Litestar) -> AsyncIterator[None]:
         owns_pool = await db.open_pool(engine, settings)
         if isinstance(store, FileStore):
             await store.delete_expired()
+        worker = Worker(mail, backend) if settings.run_worker else None
+        app.state["worker"] = worker
+        if worker is not None:
+            await worker.start()
         try:
             yield
         finally:
+            if worker is not None:
+                await worker.stop()
             if owns_pool:
                 await db.close_pool(engine)
             if isinstance(store, RedisStore):
@@ -167,6 +179,8 @@ def create_app(
         cookie_secure=settings.cookie_secure,
         cookie_samesite="lax",
         header_name="x-csrftoken",
+        # Signed by their own means: the provider's signature, or the token in the link.
+        exclude=["/webhooks/", "/p/unsubscribe/"],
     )
     limits = SessionLimits(
         idle_seconds=settings.session_idle_minutes * 60,
@@ -198,6 +212,8 @@ def create_app(
             SegmentController,
             RosterApi,
             ImportController,
+            UnsubscribeController,
+            SendGridWebhookController,
             create_static_files_router(
                 path="/static", directories=[STATIC], opt=public(), include_in_schema=False,
                 name="static", before_request=refuse_odd_paths,
@@ -229,6 +245,10 @@ def create_app(
             {
                 "settings": settings,
                 "clock": clock,
+                "mail": mail,
+                "backend": backend,
+                "webhook_key": webhook_key(settings),
+                "worker": None,
                 "throttle": ThrottlePolicy(
                     per_account=settings.login_max_failures_per_account,
                     per_address=settings.login_max_failures_per_address,

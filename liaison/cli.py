@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Coroutine, Mapping
 
@@ -351,12 +352,53 @@ def _serve(settings: Settings, host: str, port: int) -> None:
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
-def serve(host: str, port: int) -> None:
+@click.option(
+    "--worker/--no-worker", default=None,
+    help="Run the campaign scheduler and dispatcher in this process (default: LIAISON_RUN_WORKER, true).",
+)
+def serve(host: str, port: int, worker: bool | None) -> None:
     """Serve the web app. Refuses a database with unapplied migrations."""
     settings = load_settings()
+    if worker is not None:
+        settings = replace(settings, run_worker=worker)
     connected(settings)
     _require_migrated()
     _serve(settings, host, port)
+
+
+@main.command("worker")
+@click.option("--no-schedule", is_flag=True, help="Only dispatch; never take the scheduler lease.")
+def worker_command(no_schedule: bool) -> None:
+    """Run the campaign scheduler (one at a time, by lease) and the dispatcher until stopped."""
+    settings = load_settings()
+    connected(settings)
+    _require_migrated()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("piccolo").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    run(_work(settings, schedule=not no_schedule))
+
+
+async def _work(settings: Settings, *, schedule: bool) -> None:
+    import signal
+
+    from campaigns.scheduler import Worker
+    from liaison.mail import make_backend
+
+    engine = db.activate(db.engine_for(settings))
+    await db.open_pool(engine, settings)
+    worker = Worker(settings.mail_config(), make_backend(settings), schedule=schedule)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await worker.start()
+    click.echo(f"liaison worker {worker.worker_id} running (Ctrl-C stops it)")
+    try:
+        await stop.wait()
+    finally:
+        await worker.stop()
+        await db.close_pool(engine)
 
 
 @main.command("demo")

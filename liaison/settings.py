@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENTS = ("development", "test", "production")
+EMAIL_BACKENDS = ("outbox", "sendgrid")
 PASSWORD_HASH_PROFILES = ("rfc9106_low_memory", "rfc9106_high_memory", "cheapest")
 MIN_SECRET_KEY_LENGTH = 32
 
@@ -56,6 +57,37 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return value
 
 
+def _line(env: Mapping[str, str], name: str, default: str) -> str:
+    value = (env.get(name) or default).strip()
+    if re.search(r"[\x00-\x1f\x7f]", value) or len(value) > 200:
+        raise ConfigError(f"{name} must be one line of at most 200 characters")
+    return value
+
+
+def _email(env: Mapping[str, str], name: str, default: str) -> str:
+    value = (env.get(name) or default).strip().lower()
+    if value and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
+        raise ConfigError(f"{name}={value!r} is not an email address")
+    return value
+
+
+def _http_url(env: Mapping[str, str], name: str, default: str) -> str:
+    value = (env.get(name) or default).strip().rstrip("/")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name}={value!r} is not an http(s) URL")
+    return value
+
+
+def _check_public_key(value: str) -> None:
+    from campaigns.events import load_public_key
+
+    try:
+        load_public_key(value)
+    except ValueError as error:
+        raise ConfigError(f"LIAISON_SENDGRID_WEBHOOK_PUBLIC_KEY: {error}") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     env: str = "development"
@@ -74,10 +106,35 @@ class Settings:
     login_failure_window_minutes: int = 15
     password_hash_profile: str = "rfc9106_low_memory"
     forwarded_allow_ips: str = "127.0.0.1"
+    email_backend: str = "outbox"
+    sendgrid_api_key: str | None = None
+    sendgrid_host: str = "https://api.sendgrid.com"
+    sendgrid_timeout_seconds: int = 10
+    sendgrid_webhook_public_key: str | None = None
+    sendgrid_asm_group_id: int | None = None
+    webhook_tolerance_seconds: int = 600
+    from_email: str = "outreach@example.org"
+    from_name: str = "Cancer Center Outreach"
+    reply_to: str = ""
+    program_name: str = "Cancer Center"
+    postal_address: str = ""
+    soft_bounce_threshold: int = 3
+    run_worker: bool = True
 
     @property
     def production(self) -> bool:
         return self.env == "production"
+
+    def mail_config(self):
+        """What the campaigns package needs to send."""
+        from campaigns.config import MailConfig
+
+        return MailConfig(
+            base_url=self.base_url, secret_key=self.resolve_secret_key(), from_email=self.from_email,
+            from_name=self.from_name, reply_to=self.reply_to, program_name=self.program_name,
+            postal_address=self.postal_address, backend=self.email_backend,
+            soft_bounce_threshold=self.soft_bounce_threshold, webhook_tolerance_seconds=self.webhook_tolerance_seconds,
+        )
 
     @property
     def sessions_dir(self) -> Path:
@@ -121,7 +178,28 @@ class Settings:
                 env, "LIAISON_PASSWORD_HASH", "rfc9106_low_memory", PASSWORD_HASH_PROFILES
             ),
             forwarded_allow_ips=env.get("LIAISON_FORWARDED_ALLOW_IPS") or "127.0.0.1",
+            email_backend=_choice(env, "LIAISON_EMAIL_BACKEND", "outbox", EMAIL_BACKENDS),
+            sendgrid_api_key=(env.get("LIAISON_SENDGRID_API_KEY") or "").strip() or None,
+            sendgrid_host=_http_url(env, "LIAISON_SENDGRID_HOST", "https://api.sendgrid.com"),
+            sendgrid_timeout_seconds=_int(env, "LIAISON_SENDGRID_TIMEOUT_SECONDS", 10, maximum=120),
+            sendgrid_webhook_public_key=(env.get("LIAISON_SENDGRID_WEBHOOK_PUBLIC_KEY") or "").strip() or None,
+            sendgrid_asm_group_id=(
+                _int(env, "LIAISON_SENDGRID_ASM_GROUP_ID", 0, maximum=10**9)
+                if (env.get("LIAISON_SENDGRID_ASM_GROUP_ID") or "").strip() else None
+            ),
+            webhook_tolerance_seconds=_int(env, "LIAISON_WEBHOOK_TOLERANCE_SECONDS", 600, maximum=86_400, minimum=10),
+            from_email=_email(env, "LIAISON_FROM_EMAIL", "outreach@example.org"),
+            from_name=_line(env, "LIAISON_FROM_NAME", "Cancer Center Outreach"),
+            reply_to=_email(env, "LIAISON_REPLY_TO", ""),
+            program_name=_line(env, "LIAISON_PROGRAM_NAME", "Cancer Center"),
+            postal_address=(env.get("LIAISON_POSTAL_ADDRESS") or "").replace("\\n", "\n").strip()[:500],
+            soft_bounce_threshold=_int(env, "LIAISON_SOFT_BOUNCE_THRESHOLD", 3, maximum=100),
+            run_worker=_bool(env, "LIAISON_RUN_WORKER", True),
         )
+        if settings.email_backend == "sendgrid" and not settings.sendgrid_api_key:
+            raise ConfigError("LIAISON_EMAIL_BACKEND=sendgrid needs LIAISON_SENDGRID_API_KEY")
+        if settings.sendgrid_webhook_public_key:
+            _check_public_key(settings.sendgrid_webhook_public_key)
         if production:
             settings.check_production()
         return settings
@@ -143,6 +221,13 @@ class Settings:
             raise ConfigError(
                 f"LIAISON_ENV=production needs an https:// LIAISON_BASE_URL (got {self.base_url!r})"
             )
+        if self.email_backend == "sendgrid" and not self.sendgrid_webhook_public_key:
+            raise ConfigError(
+                "LIAISON_ENV=production with SendGrid needs LIAISON_SENDGRID_WEBHOOK_PUBLIC_KEY (the signed "
+                "Event Webhook's verification key) so that forged events are refused"
+            )
+        if self.email_backend == "sendgrid" and not self.postal_address:
+            raise ConfigError("LIAISON_ENV=production with SendGrid needs LIAISON_POSTAL_ADDRESS (shown in every email)")
         if self.password_hash_profile == "cheapest":
             raise ConfigError("LIAISON_PASSWORD_HASH=cheapest is for tests and refused in production")
 

@@ -15,6 +15,9 @@ PUBLIC_ROUTES = {
     "/healthz",
     "/static/{file_path:path}",
     "/vendor/htmx/{file_path:path}",
+    # Signed by their own means: the token in the link, the provider's ECDSA signature.
+    "/p/unsubscribe/{token:str}",
+    "/webhooks/sendgrid/events",
 }
 
 # The pages a person opens, and which roles may open them (admins may open everything).
