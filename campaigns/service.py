@@ -103,7 +103,8 @@ class CampaignInput:
             raise CampaignError("cadence.kind", "a one-off campaign is sent once: choose a date and time")
         start = _int(data, "send_start_hour", 8, 0, 23, "The send window's first hour")
         end = _int(data, "send_end_hour", 17, 1, 24, "The send window's last hour")
-        days = "".join(sorted(set(str(data.get("send_days") or "12345"))))
+        raw_days = data.get("send_days")
+        days = "".join(sorted(set("12345" if raw_days is None else str(raw_days))))
         try:
             SendWindow.parse(days, start, end)
         except CadenceError as error:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from piccolo.columns import (
     JSON,
-    Boolean,
     ForeignKey,
     Integer,
     OnDelete,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from crm.errors import FieldError
 from crm import audit
@@ -111,7 +111,28 @@ async def log_touch(
     return activity
 
 
+# Other packages add their own entries (sends and email events, RSVPs, referrals) without crm
+# importing them: the composition root registers one source per package.
+TimelineSource = Callable[[int, int], Awaitable[list[TimelineEntry]]]
+TIMELINE_SOURCES: list[TimelineSource] = []
+
+
+def register_timeline_source(source: TimelineSource) -> None:
+    if source not in TIMELINE_SOURCES:
+        TIMELINE_SOURCES.append(source)
+
+
 async def timeline(clinician_id: int, limit: int = 200) -> list[TimelineEntry]:
+    """Everything that happened with a clinician, newest first: logged touches and the entries of
+    every registered source."""
+    entries = await _touches(clinician_id, limit)
+    for source in TIMELINE_SOURCES:
+        entries += await source(clinician_id, limit)
+    entries.sort(key=lambda e: e.at, reverse=True)
+    return entries[:limit]
+
+
+async def _touches(clinician_id: int, limit: int) -> list[TimelineEntry]:
     rows = (
         await Activity.select(
             Activity.id, Activity.kind, Activity.outcome, Activity.notes, Activity.occurred_at,

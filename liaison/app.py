@@ -24,10 +24,12 @@ from litestar.stores.redis import RedisStore
 from litestar.types import Message, Scope
 from piccolo.engine.base import Engine
 
+from campaigns import timeline as campaign_timeline
+from campaigns.campaign_controller import CampaignController, OutboxController, SuppressionController
 from campaigns.public_controller import UnsubscribeController
 from campaigns.scheduler import Worker
 from campaigns.webhook_controller import SendGridWebhookController
-from crm import passwords
+from crm import activities, passwords
 from crm.access import (
     AuthenticationMiddleware,
     BearerAwareCSRFMiddleware,
@@ -142,6 +144,7 @@ def create_app(
     secret_key = settings.resolve_secret_key()
     engine = db.activate(engine or db.engine_for(settings))
     store = session_store(settings)
+    activities.register_timeline_source(campaign_timeline.entries)
     mail = settings.mail_config()
     backend = make_backend(settings)
 
@@ -213,6 +216,9 @@ def create_app(
             RosterApi,
             ImportController,
             UnsubscribeController,
+            CampaignController,
+            OutboxController,
+            SuppressionController,
             SendGridWebhookController,
             create_static_files_router(
                 path="/static", directories=[STATIC], opt=public(), include_in_schema=False,

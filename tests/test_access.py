@@ -39,6 +39,10 @@ PAGE_ACCESS = {
     "/imports/review": {Role.manager},
     "/api/v1/clinicians": set(Role),
     "/api/v1/segments": set(Role),
+    "/campaigns": set(Role),
+    "/campaigns/new": {Role.marketer, Role.manager},
+    "/outbox": {Role.marketer, Role.manager},
+    "/suppressions": {Role.marketer, Role.manager},
 }
 
 
