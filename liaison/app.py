@@ -25,6 +25,7 @@ from litestar.types import Message, Scope
 from piccolo.engine.base import Engine
 
 from campaigns import timeline as campaign_timeline
+from campaigns.api import CampaignApi, SuppressionApi
 from campaigns.campaign_controller import CampaignController, OutboxController, SuppressionController
 from campaigns.public_controller import UnsubscribeController
 from campaigns.scheduler import Worker
@@ -217,6 +218,8 @@ def create_app(
             ImportController,
             UnsubscribeController,
             CampaignController,
+            CampaignApi,
+            SuppressionApi,
             OutboxController,
             SuppressionController,
             SendGridWebhookController,

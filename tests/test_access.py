@@ -40,6 +40,8 @@ PAGE_ACCESS = {
     "/api/v1/clinicians": set(Role),
     "/api/v1/segments": set(Role),
     "/campaigns": set(Role),
+    "/api/v1/campaigns": set(Role),
+    "/api/v1/suppressions": {Role.marketer, Role.manager},
     "/campaigns/new": {Role.marketer, Role.manager},
     "/outbox": {Role.marketer, Role.manager},
     "/suppressions": {Role.marketer, Role.manager},
