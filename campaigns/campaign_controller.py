@@ -5,12 +5,13 @@ with a live preview and a test send, the outbox and the suppression list."""
 from __future__ import annotations
 
 import json
+import secrets
 from datetime import datetime, timezone
 from typing import Annotated, Any, Mapping
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import PathParameter
 from litestar.response import Redirect, Template
@@ -46,6 +47,31 @@ FUNNEL = ("queued", "sent", "delivered", "opened", "clicked", "bounced", "droppe
 SEND_STATES = ("queued", "claimed", "sending") + SENT_STATES + ("skipped", "failed", "review")
 PAGE = 100
 Action = Annotated[str, PathParameter(max_length=20)]
+PreviewKey = Annotated[str, PathParameter(max_length=40)]
+
+
+# An email's HTML is shown in a sandboxed frame served with its own policy: emails carry inline
+# styles (the app's policy forbids them), and nothing in an email may run script or load from us.
+EMAIL_BODY_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; font-src https: data:; "
+    "frame-ancestors 'self'; sandbox"
+)
+PREVIEW_SECONDS = 900
+
+
+def email_body(html: str) -> Response:
+    return Response(
+        html, media_type="text/html; charset=utf-8",
+        headers={"content-security-policy": EMAIL_BODY_POLICY, "x-frame-options": "SAMEORIGIN"},
+    )
+
+
+async def keep_preview(request: Request, html: str) -> str:
+    """Keep a rendered preview briefly (in the shared store, so any web replica can serve it);
+    returns the address its frame loads."""
+    key = secrets.token_urlsafe(18)
+    await request.app.stores.get("previews").set(key, html.encode("utf-8"), expires_in=PREVIEW_SECONDS)
+    return f"/campaigns/preview-body/{key}"
 
 
 def _now(request: Request) -> datetime:
@@ -309,6 +335,13 @@ class CampaignController(Controller):
         context = await _render_preview(request, campaign, form)
         return Template(template_name="campaigns/_step_preview.html", context=context)
 
+    @get("/preview-body/{key:str}", opt=allow(*EDIT_ROLES))
+    async def preview_body(self, request: Request, key: PreviewKey) -> Response:
+        html = await request.app.stores.get("previews").get(key)
+        if html is None:
+            raise NotFoundException("This preview has expired; change the email to see it again.")
+        return email_body(html.decode("utf-8"))
+
     @post("/{campaign_id:int}/steps/test-send", opt=allow(*EDIT_ROLES))
     async def test_send(self, request: Request, campaign_id: ObjectId) -> Template:
         """Send the email as previewed to the signed-in user, marked as a test."""
@@ -408,7 +441,7 @@ async def _render_preview(request: Request, campaign: Campaign, form: Any) -> di
     subject, html_body, text_body = (str(form.get(k, "")) for k in ("subject", "html_body", "text_body"))
     context: dict[str, Any] = {"error": None}
     try:
-        template = compile_template(subject, html_body, text_body, postal_address=mail.postal_address or "(set LIAISON_POSTAL_ADDRESS)",
+        template = compile_template(subject, html_body, text_body, postal_address=mail.footer_address,
                                     program_name=mail.program_name)
     except TemplateError as error:
         context["error"] = f"{error.field.replace('_', ' ')}: {error.message}"
@@ -434,6 +467,7 @@ async def _render_preview(request: Request, campaign: Campaign, form: Any) -> di
                                service_line=campaign.service_line, reply_to=mail.reply_address)
     rendered = template.render(values)
     context.update(template=template, values=values, rendered=rendered, c=campaign,
+                   body_url=await keep_preview(request, rendered.html),
                    from_name=campaign.from_name or mail.from_name, from_email=mail.from_email)
     return context
 
@@ -466,6 +500,13 @@ class OutboxController(Controller):
             raise NotFoundException("No such message.")
         headers = json.loads(message.headers) if isinstance(message.headers, str) else message.headers
         return Template(template_name="campaigns/outbox_message.html", context={"m": message, "headers": headers})
+
+    @get("/{message_id:int}/body")
+    async def body(self, message_id: ObjectId) -> Response:
+        row = await OutboxMessage.select(OutboxMessage.html_body).where(OutboxMessage.id == message_id).first().run()
+        if row is None:
+            raise NotFoundException("No such message.")
+        return email_body(row["html_body"])
 
 
 class SuppressionController(Controller):

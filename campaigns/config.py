@@ -27,5 +27,11 @@ class MailConfig:
         return f"{self.base_url}/p/unsubscribe/{token}"
 
     @property
+    def footer_address(self) -> str:
+        """The postal address every email shows (required before real sending; the outbox shows
+        a reminder instead)."""
+        return self.postal_address.strip() or "(postal address: set LIAISON_POSTAL_ADDRESS)"
+
+    @property
     def reply_address(self) -> str:
         return self.reply_to or self.from_email

@@ -210,7 +210,7 @@ async def save_step(
         raise CampaignError("html_body", "the body is too long (at most 200,000 characters)")
     offset = _int(data, "offset_days", 0, 0, 365, "The step's offset in days")
     try:
-        compile_template(subject, html_body, text_body, postal_address=config.postal_address or "(postal address)",
+        compile_template(subject, html_body, text_body, postal_address=config.footer_address,
                          program_name=config.program_name)
     except TemplateError as error:
         raise CampaignError(error.field, error.message) from None

@@ -129,6 +129,15 @@ def session_store(settings: Settings) -> Store:
     return FileStore(settings.sessions_dir)
 
 
+def preview_store(settings: Settings) -> Store:
+    """Rendered email previews, kept for minutes and shared by every web replica."""
+    if settings.redis_url:
+        return RedisStore.with_client(settings.redis_url, namespace="liaison-previews")
+    folder = settings.var_dir / "previews"
+    folder.mkdir(parents=True, exist_ok=True)
+    return FileStore(folder)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -145,6 +154,7 @@ def create_app(
     secret_key = settings.resolve_secret_key()
     engine = db.activate(engine or db.engine_for(settings))
     store = session_store(settings)
+    previews = preview_store(settings)
     activities.register_timeline_source(campaign_timeline.entries)
     mail = settings.mail_config()
     backend = make_backend(settings)
@@ -165,8 +175,11 @@ def create_app(
                 await worker.stop()
             if owns_pool:
                 await db.close_pool(engine)
-            if isinstance(store, RedisStore):
-                await store.__aexit__(None, None, None)  # closes the client it made
+            for each in (store, previews):
+                if isinstance(each, RedisStore):
+                    await each.__aexit__(None, None, None)  # closes the client it made
+                elif isinstance(each, FileStore):
+                    await each.delete_expired()
 
     sessions = RotatingSessionConfig(
         store="sessions",
@@ -238,7 +251,7 @@ def create_app(
             AuthenticationMiddleware(limits, clock),
             DefineMiddleware(BearerAwareCSRFMiddleware, config=csrf),
         ],
-        stores={"sessions": store},
+        stores={"sessions": store, "previews": previews},
         plugins=[HTMXPlugin()],
         template_config=template_config(),
         openapi_config=openapi,
