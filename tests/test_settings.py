@@ -103,3 +103,53 @@ def test_an_unreadable_kept_secret_key_is_a_configuration_error(tmp_path):
 
 def test_query_string_passwords_are_redacted():
     assert "hunter2" not in redact_url("postgresql://u@127.0.0.1:1/db?password=hunter2")
+
+
+def _public_key() -> str:
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(der).decode()
+
+
+PRODUCTION = {"LIAISON_ENV": "production", "LIAISON_SECRET_KEY": GOOD_KEY,
+              "LIAISON_BASE_URL": "https://crm.example.org"}
+SENDGRID = {"LIAISON_EMAIL_BACKEND": "sendgrid", "LIAISON_SENDGRID_API_KEY": "SG.key"}
+
+
+def test_email_defaults_to_the_outbox_and_an_in_process_worker(tmp_path):
+    settings = Settings.from_env({"LIAISON_VAR_DIR": str(tmp_path)})
+    assert settings.email_backend == "outbox" and settings.run_worker is True
+    assert settings.mail_config().footer_address.startswith("(postal address")
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"LIAISON_EMAIL_BACKEND": "smtp"}, "LIAISON_EMAIL_BACKEND"),
+        ({"LIAISON_EMAIL_BACKEND": "sendgrid"}, "LIAISON_SENDGRID_API_KEY"),
+        ({"LIAISON_FROM_EMAIL": "not-an-address"}, "LIAISON_FROM_EMAIL"),
+        ({"LIAISON_FROM_NAME": "two\nlines"}, "LIAISON_FROM_NAME"),
+        ({"LIAISON_SENDGRID_HOST": "ftp://api.sendgrid.com"}, "LIAISON_SENDGRID_HOST"),
+        ({"LIAISON_SENDGRID_WEBHOOK_PUBLIC_KEY": "bm90IGEga2V5"}, "LIAISON_SENDGRID_WEBHOOK_PUBLIC_KEY"),
+        ({"LIAISON_WEBHOOK_TOLERANCE_SECONDS": "1"}, "LIAISON_WEBHOOK_TOLERANCE_SECONDS"),
+        ({"LIAISON_RUN_WORKER": "maybe"}, "LIAISON_RUN_WORKER"),
+        ({**PRODUCTION, **SENDGRID, "LIAISON_POSTAL_ADDRESS": "1 Main St"}, "LIAISON_SENDGRID_WEBHOOK_PUBLIC_KEY"),
+    ],
+)
+def test_bad_email_settings_name_the_variable(env, message):
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env(env)
+
+
+def test_production_with_sendgrid_needs_the_webhook_key_and_a_postal_address():
+    key = _public_key()
+    with pytest.raises(ConfigError, match="LIAISON_POSTAL_ADDRESS"):
+        Settings.from_env({**PRODUCTION, **SENDGRID, "LIAISON_SENDGRID_WEBHOOK_PUBLIC_KEY": key})
+    settings = Settings.from_env({**PRODUCTION, **SENDGRID, "LIAISON_SENDGRID_WEBHOOK_PUBLIC_KEY": key,
+                                  "LIAISON_POSTAL_ADDRESS": "Cancer Center\\n100 Main St\\nSpringfield, IL 62701"})
+    assert settings.postal_address == "Cancer Center\n100 Main St\nSpringfield, IL 62701"
