@@ -17,7 +17,8 @@ from crm.access import public
 def _now(request: Request) -> datetime:
     return datetime.fromtimestamp(request.app.state["clock"](), timezone.utc)
 
-Token = Annotated[str, PathParameter(max_length=200)]
+# No length limit here: a refused token gets the page that says so (``read_token`` checks it).
+Token = Annotated[str, PathParameter()]
 
 
 class UnsubscribeController(Controller):

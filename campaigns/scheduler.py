@@ -35,6 +35,7 @@ from crm.db import atomic
 log = logging.getLogger(__name__)
 
 LEASE_NAME = "campaign-scheduler"
+MAX_RETRY_SECONDS = 10.0  # the longest wait between dispatch attempts while they keep failing
 
 
 def utc_now() -> datetime:
@@ -119,7 +120,10 @@ async def campaigns_signature() -> tuple:
 
 
 class Worker:
-    """Runs the lease, the scheduler (while holding the lease) and the dispatch loop."""
+    """Runs the lease, the scheduler (while holding the lease) and the dispatch loop.
+
+    Every time it reads comes from ``clock``: the lease, the occurrences fired and the first run
+    time of each APScheduler job (APScheduler itself then waits on the real clock)."""
 
     def __init__(
         self, config: MailConfig, backend: EmailBackend, *, worker_id: str | None = None,
@@ -130,7 +134,11 @@ class Worker:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.clock = clock
         self.lease_seconds = lease_seconds
+        # The lease is renewed three times per term, so one missed turn does not lose it.
+        self.tick_seconds = max(1.0, lease_seconds / 3)
         self.poll_seconds = poll_seconds
+        # On stop, how long the batch in flight may take to finish before it is interrupted.
+        self.stop_grace_seconds = 30.0
         self.schedule = schedule
         self.dispatcher = Dispatcher(config, backend, self.worker_id)
         self.scheduler: AsyncIOScheduler | None = None
@@ -138,16 +146,31 @@ class Worker:
         self._signature: tuple | None = None
         self._tasks: list[asyncio.Task] = []
         self._wake = asyncio.Event()
+        self._stopping = False
+        self._unfired: set[int] = set()  # campaigns whose firing failed: retried on the next turn
         self.last_dispatch: DispatchReport | None = None
 
     async def start(self) -> None:
+        self._stopping = False
         self._tasks.append(asyncio.create_task(self._dispatch_loop(), name="liaison-dispatch"))
         if self.schedule:
             self._tasks.append(asyncio.create_task(self._lease_loop(), name="liaison-lease"))
 
     async def stop(self) -> None:
+        """Stop the lease loop, let the dispatch loop finish the batch in flight (up to
+        ``stop_grace_seconds``: interrupted, a batch handed to the provider could only be flagged
+        for review), then shut the scheduler down and release the lease."""
+        self._stopping = True
+        self._wake.set()
+        dispatching = [t for t in self._tasks if t.get_name() == "liaison-dispatch" and not t.done()]
         for task in self._tasks:
-            task.cancel()
+            if task not in dispatching:
+                task.cancel()
+        if dispatching:
+            _, late = await asyncio.wait(dispatching, timeout=self.stop_grace_seconds)
+            for task in late:
+                log.warning("the batch in flight did not finish within %g s; interrupting it", self.stop_grace_seconds)
+                task.cancel()
         for task in self._tasks:
             try:
                 await task
@@ -184,6 +207,9 @@ class Worker:
             if self.scheduler is None or signature != self._signature:
                 await self.rebuild()
                 self._signature = signature
+            else:
+                for campaign_id in sorted(self._unfired):
+                    await self._fire(campaign_id)
             await recover(now, timedelta(seconds=self.config.claim_timeout_seconds))
 
     async def rebuild(self) -> None:
@@ -193,16 +219,20 @@ class Worker:
             self.scheduler.start()
         self.scheduler.remove_all_jobs()
         running = await Campaign.objects().where(Campaign.status.is_in(list(RUNNING))).run()
+        self._unfired.clear()
+        now = self.clock()
         for campaign in running:
             try:
                 trigger = cadence_of(campaign).trigger(campaign.time_zone)
+                # APScheduler would compute the first run from its own clock: use the worker's.
+                first_run = trigger.get_next_fire_time(None, now)
             except Exception:
                 log.exception("campaign %s has a cadence that cannot be scheduled", campaign.id)
                 continue
             self.scheduler.add_job(
                 self._fire, trigger=trigger, args=[campaign.id], id=f"campaign-{campaign.id}",
                 name=campaign.name, coalesce=True, max_instances=1, misfire_grace_time=None,
-                replace_existing=True,
+                replace_existing=True, next_run_time=first_run,
             )
         for campaign in running:
             await self._fire(campaign.id)
@@ -217,7 +247,9 @@ class Worker:
             result = await fire_due(campaign_id, self.clock())
         except Exception:
             log.exception("campaign %s: firing its occurrence failed; the next turn retries", campaign_id)
+            self._unfired.add(campaign_id)
             return
+        self._unfired.discard(campaign_id)
         if result["fired"]:
             self.wake()
 
@@ -226,34 +258,59 @@ class Worker:
             self.scheduler.shutdown(wait=False)
             self.scheduler = None
             self._signature = None
+            self._unfired.clear()
 
     async def _lease_loop(self) -> None:
+        failures = 0
         while True:
             try:
                 await self.tick()
+                if failures:
+                    log.info("scheduler turns work again after %d failure(s)", failures)
+                failures = 0
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("scheduler turn failed; retrying")
+            except Exception as error:
+                failures += 1
+                _log_failure("scheduler turn failed; retrying", failures, error)
                 self._stop_scheduler()
                 self.holds_lease = False
-            await asyncio.sleep(max(1.0, self.lease_seconds / 3))
+            await asyncio.sleep(self.tick_seconds)
 
     # -- dispatch ---------------------------------------------------------------------------------
 
     async def _dispatch_loop(self) -> None:
-        while True:
+        failures = 0
+        while not self._stopping:
+            wait = self.poll_seconds
             try:
                 report = await self.dispatcher.run_once(self.clock())
                 self.last_dispatch = report
+                if failures:
+                    log.info("dispatch works again after %d failure(s)", failures)
+                failures = 0
                 if report.claimed:
                     continue
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("dispatch failed; retrying")
+            except Exception as error:
+                # The database or the provider is away: retry, backing off up to MAX_RETRY_SECONDS.
+                failures += 1
+                _log_failure("dispatch failed; retrying", failures, error)
+                wait = min(MAX_RETRY_SECONDS, self.poll_seconds * 2 ** (failures - 1))
             self._wake.clear()
+            if self._stopping:
+                break
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)
             except asyncio.TimeoutError:
                 pass
+
+
+def _log_failure(message: str, failures: int, error: Exception) -> None:
+    """The first failure in a row with its traceback, the next ones on one line (an outage of
+    the database must not bury the log in identical tracebacks)."""
+    if failures == 1:
+        log.exception(message)
+    else:
+        log.error("%s (%d failures in a row): %s: %s", message, failures, type(error).__name__, error)

@@ -32,6 +32,7 @@ from crm.tables import Clinician, Practice, Segment, User
 log = logging.getLogger(__name__)
 
 RUNNING = ("scheduled", "active")
+SPACING = timedelta(hours=1)
 # States that count toward the frequency cap: the email left Liaison.
 SENT_STATES = ("sent", "delivered", "opened", "clicked", "bounced", "dropped", "deferred", "spam", "unsubscribed")
 UNSUBSCRIBE_PURPOSE = "unsubscribe"
@@ -48,6 +49,17 @@ def holdout_arm(campaign: Campaign | dict, clinician_id: int) -> str:
 
 def _get(obj: Any, name: str) -> Any:
     return obj[name] if isinstance(obj, dict) else getattr(obj, name)
+
+
+def _one_of(column: str, ids: Iterable[int]) -> tuple[str, list[Any]]:
+    """SQL saying that ``column`` is one of ``ids``, with one parameter however many ids there are
+    (an array on PostgreSQL, a JSON array read by ``json_each`` on SQLite): no statement per 900
+    ids, no planning of thousands of placeholders. Returns the fragment (with ``{}`` for the
+    parameter) and the parameter list."""
+    values = [int(i) for i in ids]
+    if Send._meta.db.engine_type == "postgres":
+        return f"{column} = ANY({{}})", [values]
+    return f"{column} IN (SELECT value FROM json_each({{}}))", [json.dumps(values)]
 
 
 def cadence_of(campaign: Campaign) -> Cadence:
@@ -81,10 +93,11 @@ async def enroll(campaign: Campaign, clinician_ids: Iterable[int], now: datetime
     how many were new. Run inside a transaction."""
     ids = list(clinician_ids)
     known: set[int] = set()
-    for start in range(0, len(ids), 900):
-        rows = await Enrollment.select(Enrollment.clinician).where(
-            Enrollment.campaign == campaign.id, Enrollment.clinician.is_in(ids[start : start + 900])
-        ).run()
+    if ids:
+        among, args = _one_of("clinician", ids)
+        rows = await Enrollment._meta.db.run_querystring(
+            QueryString(f"SELECT clinician FROM enrollment WHERE campaign = {{}} AND {among}", campaign.id, *args)
+        )
         known.update(row["clinician"] for row in rows)
     new = [(campaign.id, cid, holdout_arm(campaign, cid), now) for cid in ids if cid not in known]
     await bulk.upsert(
@@ -137,41 +150,42 @@ async def _insert_sends(
     campaign: Campaign, step: CampaignStep | None, occurrence_id: int, audience: list[int], due: datetime,
     now: datetime,
 ) -> tuple[int, int, int]:
-    """Insert the sends of an occurrence with one statement per 900 clinicians; returns (queued,
-    skipped, holdout)."""
+    """Insert the sends of an occurrence with one statement (the audience as one array parameter);
+    returns (queued, skipped, holdout)."""
     if step is None or not audience:
         return 0, 0, 0
     prefix = f"c{campaign.id}:s{step.id}:o{occurrence_id}:"
-    queued = skipped = 0
-    for start in range(0, len(audience), 900):
-        chunk = audience[start : start + 900]
-        marks = ", ".join("{}" for _ in chunk)
-        rows = await Send._meta.db.run_querystring(
+    among, args = _one_of("c.id", audience)
+    rows = await Send._meta.db.run_querystring(
+        QueryString(
+            "INSERT INTO send (key, campaign, step, occurrence, clinician, email, state, skip_reason, "
+            "due_at, created_at, updated_at) "
+            "SELECT {} || CAST(c.id AS VARCHAR(20)), {}, {}, {}, c.id, COALESCE(c.email, ''), "
+            "CASE WHEN c.email IS NULL OR c.email = '' OR NOT c.active OR c.do_not_contact "
+            "  OR EXISTS (SELECT 1 FROM suppression x WHERE x.email = c.email AND x.scope = 'all') "
+            "  THEN 'skipped' ELSE 'queued' END, "
+            "CASE WHEN c.email IS NULL OR c.email = '' THEN 'no_email' WHEN NOT c.active THEN 'inactive' "
+            "  WHEN c.do_not_contact THEN 'do_not_contact' "
+            "  WHEN EXISTS (SELECT 1 FROM suppression x WHERE x.email = c.email AND x.scope = 'all') "
+            "  THEN 'suppressed' ELSE '' END, {}, {}, {} "
+            "FROM clinician c JOIN enrollment e ON e.clinician = c.id AND e.campaign = {} "
+            f"WHERE e.arm = 'treatment' AND {among} "
+            "ON CONFLICT (key) DO NOTHING RETURNING state",
+            prefix, campaign.id, step.id, occurrence_id, due, now, now, campaign.id, *args,
+        )
+    )
+    queued = sum(1 for row in rows if row["state"] == "queued")
+    skipped = len(rows) - queued
+    holdout = 0
+    if campaign.holdout_percent:
+        among, args = _one_of("clinician", audience)
+        counted = await Enrollment._meta.db.run_querystring(
             QueryString(
-                "INSERT INTO send (key, campaign, step, occurrence, clinician, email, state, skip_reason, "
-                "due_at, created_at, updated_at) "
-                "SELECT {} || CAST(c.id AS VARCHAR(20)), {}, {}, {}, c.id, COALESCE(c.email, ''), "
-                "CASE WHEN c.email IS NULL OR c.email = '' OR NOT c.active OR c.do_not_contact "
-                "  OR EXISTS (SELECT 1 FROM suppression x WHERE x.email = c.email AND x.scope = 'all') "
-                "  THEN 'skipped' ELSE 'queued' END, "
-                "CASE WHEN c.email IS NULL OR c.email = '' THEN 'no_email' WHEN NOT c.active THEN 'inactive' "
-                "  WHEN c.do_not_contact THEN 'do_not_contact' "
-                "  WHEN EXISTS (SELECT 1 FROM suppression x WHERE x.email = c.email AND x.scope = 'all') "
-                "  THEN 'suppressed' ELSE '' END, {}, {}, {} "
-                "FROM clinician c JOIN enrollment e ON e.clinician = c.id AND e.campaign = {} "
-                f"WHERE e.arm = 'treatment' AND c.id IN ({marks}) "
-                "ON CONFLICT (key) DO NOTHING RETURNING state",
-                prefix, campaign.id, step.id, occurrence_id, due, now, now, campaign.id, *chunk,
+                f"SELECT COUNT(*) AS n FROM enrollment WHERE campaign = {{}} AND arm = 'holdout' AND {among}",
+                campaign.id, *args,
             )
         )
-        for row in rows:
-            if row["state"] == "queued":
-                queued += 1
-            else:
-                skipped += 1
-    holdout = await Enrollment.count().where(
-        Enrollment.campaign == campaign.id, Enrollment.arm == "holdout", Enrollment.clinician.is_in(audience[:30000])
-    ).run() if campaign.holdout_percent else 0
+        holdout = counted[0]["n"]
     return queued, skipped, holdout
 
 
@@ -190,7 +204,9 @@ async def enroll_sequence(campaign_id: int, now: datetime) -> int:
         queued = 0
         for step in steps:
             threshold = now - timedelta(days=step.offset_days)
-            rows = await Enrollment.select(Enrollment.clinician, Enrollment.enrolled_at).where(
+            rows = await Enrollment.select(
+                Enrollment.clinician, Enrollment.enrolled_at, Enrollment.clinician.email.as_alias("email")
+            ).where(
                 Enrollment.campaign == campaign_id, Enrollment.arm == "treatment", Enrollment.enrolled_at <= threshold,
                 Enrollment.clinician.not_in(
                     Send.select(Send.clinician).where(Send.campaign == campaign_id, Send.step == step.id)
@@ -199,13 +215,13 @@ async def enroll_sequence(campaign_id: int, now: datetime) -> int:
             values = [
                 (
                     f"c{campaign_id}:s{step.id}:seq:{row['clinician']}", campaign_id, step.id, row["clinician"],
-                    "queued", window.next_open(max(row["enrolled_at"] + timedelta(days=step.offset_days), now),
+                    row["email"] or "", "queued", window.next_open(max(row["enrolled_at"] + timedelta(days=step.offset_days), now),
                                                campaign.time_zone), now, now,
                 )
                 for row in rows
             ]
             await bulk.upsert(
-                Send, ["key", "campaign", "step", "clinician", "state", "due_at", "created_at", "updated_at"],
+                Send, ["key", "campaign", "step", "clinician", "email", "state", "due_at", "created_at", "updated_at"],
                 values, conflict="key",
             )
             queued += len(values)
@@ -235,15 +251,28 @@ class DispatchReport:
 async def claim(worker_id: str, now: datetime, limit: int = MAX_BATCH) -> list[int]:
     """Atomically move up to ``limit`` due sends of running campaigns to ``claimed`` by this worker."""
     engine = Send._meta.db
-    lock = " FOR UPDATE OF s SKIP LOCKED" if engine.engine_type == "postgres" else ""
-    running = ", ".join(f"'{state}'" for state in RUNNING)
+    states = ", ".join(f"'{state}'" for state in RUNNING)
+    running = f"SELECT c.id FROM campaign c WHERE c.status IN ({states})"
+    if engine.engine_type == "postgres":
+        # Each ARRAY(…) is computed once (an init plan): the running campaigns, then the due sends,
+        # locked; the UPDATE finds those through the primary key. A join or ``IN (…)`` here gets
+        # planned per row (a lookup of the campaign for each queued send) or as a scan of the
+        # whole table.
+        where = (
+            "id = ANY(ARRAY(SELECT s.id FROM send s WHERE s.state = 'queued' AND s.due_at <= {} "
+            f"AND s.campaign = ANY(ARRAY({running})) ORDER BY s.due_at, s.id LIMIT {{}} "
+            "FOR UPDATE OF s SKIP LOCKED))"
+        )
+    else:
+        where = (
+            "id IN (SELECT s.id FROM send s WHERE s.state = 'queued' AND s.due_at <= {} "
+            f"AND s.campaign IN ({running}) ORDER BY s.due_at, s.id LIMIT {{}})"
+        )
     async with atomic():
         rows = await engine.run_querystring(
             QueryString(
                 "UPDATE send SET state = 'claimed', claimed_by = {}, claimed_at = {}, updated_at = {} "
-                "WHERE id IN (SELECT s.id FROM send s JOIN campaign c ON c.id = s.campaign "
-                f"WHERE s.state = 'queued' AND s.due_at <= {{}} AND c.status IN ({running}) "
-                f"ORDER BY s.due_at, s.id LIMIT {{}}{lock}) RETURNING id",
+                f"WHERE {where} RETURNING id",
                 worker_id, now, now, now, limit,
             )
         )
@@ -251,24 +280,31 @@ async def claim(worker_id: str, now: datetime, limit: int = MAX_BATCH) -> list[i
 
 
 async def _load(ids: list[int]) -> list[dict[str, Any]]:
-    return await Send.select(
-        Send.id, Send.campaign, Send.step, Send.state,
-        Send.clinician.id.as_alias("clinician_id"), Send.clinician.email.as_alias("email"),
-        Send.clinician.first_name.as_alias("first_name"), Send.clinician.middle_name.as_alias("middle_name"),
-        Send.clinician.last_name.as_alias("last_name"), Send.clinician.credential.as_alias("credential"),
-        Send.clinician.active.as_alias("active"), Send.clinician.do_not_contact.as_alias("do_not_contact"),
-        Send.clinician.practice.name.as_alias("practice_name"),
-        Send.clinician.owner.name.as_alias("owner_name"), Send.clinician.owner.email.as_alias("owner_email"),
-    ).where(Send.id.is_in(ids)).order_by(Send.id).run()
+    """The claimed sends with what the re-check and the merge fields need (one statement)."""
+    among, args = _one_of("s.id", ids)
+    rows = await Send._meta.db.run_querystring(
+        QueryString(
+            "SELECT s.id, s.campaign, s.step, s.state, s.email AS send_email, c.id AS clinician_id, c.email, "
+            "c.first_name, "
+            "c.middle_name, c.last_name, c.credential, c.active, c.do_not_contact, p.name AS practice_name, "
+            "u.name AS owner_name, u.email AS owner_email "
+            "FROM send s LEFT JOIN clinician c ON c.id = s.clinician LEFT JOIN practice p ON p.id = c.practice "
+            f"LEFT JOIN liaison_user u ON u.id = c.owner WHERE {among} ORDER BY s.id",
+            *args,
+        )
+    )
+    return [dict(row) for row in rows]
 
 
 async def _recent_counts(clinician_ids: list[int], since: datetime) -> dict[int, int]:
     """Emails sent to each clinician since ``since``, by every campaign (for the frequency cap)."""
+    if not clinician_ids:
+        return {}
+    among, args = _one_of("clinician", clinician_ids)
     rows = await Send._meta.db.run_querystring(
         QueryString(
-            "SELECT clinician, COUNT(*) AS n FROM send WHERE sent_at >= {} AND clinician IN ("
-            + ", ".join("{}" for _ in clinician_ids) + ") GROUP BY clinician",
-            since, *clinician_ids,
+            f"SELECT clinician, COUNT(*) AS n FROM send WHERE sent_at >= {{}} AND {among} GROUP BY clinician",
+            since, *args,
         )
     )
     return {row["clinician"]: row["n"] for row in rows}
@@ -320,9 +356,10 @@ class Dispatcher:
         for campaign in campaigns.values():
             ids = sorted({r["clinician_id"] for r in rows if r["campaign"] == campaign.id})
             since = now - timedelta(days=campaign.frequency_cap_days)
-            for start in range(0, len(ids), 900):
-                for cid, n in (await _recent_counts(ids[start : start + 900], since)).items():
-                    recent[cid] = max(recent.get(cid, 0), n)
+            for cid, n in (await _recent_counts(ids, since)).items():
+                recent[cid] = max(recent.get(cid, 0), n)
+        # The window of each campaign, and whether it is open now: worked out once per call.
+        windows: dict[int, tuple[SendWindow, bool]] = {}
         ready, skipped, later = [], {}, {}
         seen_emails: set[str] = set()
         for row in rows:
@@ -339,19 +376,30 @@ class Dispatcher:
                 reason = "suppressed"
             elif recent.get(row["clinician_id"], 0) >= campaign.frequency_cap_count:
                 reason = "frequency_cap"
-            elif email in seen_emails:
-                reason = "duplicate_address"
             if reason:
                 skipped.setdefault(reason, []).append(row["id"])
                 continue
-            window = window_of(campaign)
-            if not window.contains(now, campaign.time_zone):
+            if campaign.id not in windows:
+                window = window_of(campaign)
+                windows[campaign.id] = (window, window.contains(now, campaign.time_zone))
+            window, is_open = windows[campaign.id]
+            if not is_open:
                 later.setdefault(window.next_open(now, campaign.time_zone), []).append(row["id"])
+                continue
+            if email in seen_emails:
+                # Two emails for one address in one round (two steps came due together): the
+                # second waits an hour rather than arriving in the same minute.
+                later.setdefault(window.next_open(now + SPACING, campaign.time_zone), []).append(row["id"])
                 continue
             seen_emails.add(email)
             recent[row["clinician_id"]] = recent.get(row["clinician_id"], 0) + 1
             row["email"] = email
             ready.append(row)
+        # The address the email goes to now (the clinician's may have changed since the send was made).
+        changed = [(row["email"], row["id"]) for row in ready if row["send_email"] != row["email"]]
+        if changed:
+            async with atomic():
+                await bulk.execute_many(Send, "UPDATE send SET email = {} WHERE id = {}", changed)
         for reason, ids in skipped.items():
             await self._finish_skipped(ids, reason, now)
             report.skip(reason, len(ids))
@@ -373,7 +421,7 @@ class Dispatcher:
         if template is None:
             template = compile_template(
                 step.subject, step.html_body, step.text_body,
-                postal_address=self.config.postal_address, program_name=self.config.program_name,
+                postal_address=self.config.footer_address, program_name=self.config.program_name,
             )
             self._templates[key] = template
         return template
@@ -414,10 +462,24 @@ class Dispatcher:
             chunk = messages[start : start + MAX_BATCH]
             ids = [m.send_id for m in chunk]
             batch_id = await self.backend.new_batch_id()
-            # Recorded before the call: after a crash, these sends are known to be in doubt.
-            await Send.update({Send.state: "sending", Send.batch_id: batch_id, Send.updated_at: now}).where(
-                Send.id.is_in(ids), Send.state == "claimed"
-            ).run()
+            # Recorded before the call: after a crash, these sends are known to be in doubt. Only
+            # sends this worker still holds go out: a worker that stalled past the claim timeout
+            # finds its sends handed to another and must not send them too.
+            among, args = _one_of("id", ids)
+            kept = await Send._meta.db.run_querystring(
+                QueryString(
+                    f"UPDATE send SET state = 'sending', batch_id = {{}}, updated_at = {{}} "
+                    f"WHERE {among} AND state = 'claimed' AND claimed_by = {{}} RETURNING id",
+                    batch_id, now, *args, self.worker_id,
+                )
+            )
+            held = {row["id"] for row in kept}
+            if len(held) < len(chunk):
+                log.warning("%d sends of campaign %s were taken over by another worker; not sending them",
+                            len(chunk) - len(held), campaign.id)
+                chunk = [m for m in chunk if m.send_id in held]
+                if not chunk:
+                    continue
             batch = Batch(
                 from_email=self.config.from_email, from_name=campaign.from_name or self.config.from_name,
                 html=html, text=text, messages=chunk, categories=[f"campaign-{campaign.id}"],

@@ -56,21 +56,56 @@ async def add(
 ) -> bool:
     """Suppress ``email`` (idempotent) and skip its sends that have not been dispatched; True when
     the suppression is new. Run inside a transaction."""
-    email = normalise(email)
-    if not email:
-        return False
-    inserted = await Suppression._meta.db.run_querystring(
-        QueryString(
-            "INSERT INTO suppression (email, scope, reason, source, detail, created_by, created_at) "
-            "VALUES ({}, {}, {}, {}, {}, {}, {}) ON CONFLICT (email, scope) DO NOTHING RETURNING id",
-            email, scope, reason, source, detail[:2000], created_by, now,
+    return bool(await add_many([(email, scope, reason, detail)], source=source, now=now, created_by=created_by))
+
+
+async def add_many(
+    entries: Iterable[tuple[str, str, str, str]], *, source: str, now: datetime, created_by: int | None = None
+) -> int:
+    """Suppress each (email, scope, reason, detail) (idempotent: the first reason stays) and skip
+    the queued sends of the addresses suppressed everywhere; returns how many suppressions are new.
+    Run inside a transaction."""
+    rows: dict[tuple[str, str], tuple] = {}
+    for email, scope, reason, detail in entries:
+        email = normalise(email)
+        if email:
+            rows.setdefault((email, scope), (email, scope, reason, source, (detail or "")[:2000], created_by, now))
+    values = list(rows.values())
+    added = 0
+    for start in range(0, len(values), 400):
+        chunk = values[start : start + 400]
+        inserted = await Suppression._meta.db.run_querystring(
+            QueryString(
+                "INSERT INTO suppression (email, scope, reason, source, detail, created_by, created_at) VALUES "
+                + ", ".join("({}, {}, {}, {}, {}, {}, {})" for _ in chunk)
+                + " ON CONFLICT (email, scope) DO NOTHING RETURNING id",
+                *[value for row in chunk for value in row],
+            )
         )
-    )
-    if scope == ALL:
-        await Send.update({Send.state: "skipped", Send.skip_reason: reason, Send.updated_at: now}).where(
-            Send.email == email, Send.state == "queued"
-        ).run()
-    return bool(inserted)
+        added += len(inserted)
+    by_reason: dict[str, list[str]] = {}
+    for email, scope, reason, *_ in values:
+        if scope == ALL:
+            by_reason.setdefault(reason, []).append(email)
+    for reason, emails in by_reason.items():
+        await skip_queued(emails, reason, now)
+    return added
+
+
+async def skip_queued(emails: list[str], reason: str, now: datetime) -> None:
+    """Skip the queued sends to ``emails`` (normalised): by the send's address, or, for sends queued
+    without one (a sequence's), by their clinician's."""
+    for start in range(0, len(emails), 400):
+        chunk = emails[start : start + 400]
+        marks = ", ".join("{}" for _ in chunk)
+        await Send._meta.db.run_querystring(
+            QueryString(
+                "UPDATE send SET state = 'skipped', skip_reason = {}, updated_at = {} WHERE state = 'queued' "
+                f"AND (email IN ({marks}) OR (email = '' AND clinician IN "
+                f"(SELECT id FROM clinician WHERE email IN ({marks}))))",
+                reason, now, *chunk, *chunk,
+            )
+        )
 
 
 async def remove(email: str, scope: str = ALL) -> int:

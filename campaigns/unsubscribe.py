@@ -16,6 +16,8 @@ from campaigns.tables import Send, Suppression
 from campaigns.tokens import TokenError, read_token
 from crm.db import atomic
 
+MAX_ID = 2**31 - 1  # ids are SERIAL columns: a larger id names no send
+
 
 @dataclass(frozen=True)
 class Subscription:
@@ -28,15 +30,20 @@ class Subscription:
 async def lookup(secret_key: str, token: str) -> Subscription:
     """The address a token speaks for; TokenError for a forged or unknown token."""
     (send_id,) = read_token(secret_key, UNSUBSCRIBE_PURPOSE, token)
-    row = await Send.select(Send.id, Send.email, Send.campaign.name.as_alias("campaign_name")).where(
-        Send.id == send_id
-    ).first().run()
+    if not 0 < send_id <= MAX_ID:
+        raise TokenError("this link is no longer valid")
+    row = await Send.select(
+        Send.id, Send.email, Send.clinician.email.as_alias("clinician_email"),
+        Send.campaign.name.as_alias("campaign_name"),
+    ).where(Send.id == send_id).first().run()
     if row is None:
         raise TokenError("this link is no longer valid")
-    done = await Suppression.exists().where(
-        Suppression.email == row["email"], Suppression.scope == suppressions.ALL
-    ).run()
-    return Subscription(send_id, row["email"], row["campaign_name"] or "", done)
+    # The address the email went to; sends queued by a sequence carry none: their clinician's.
+    email = suppressions.normalise(row["email"] or row["clinician_email"] or "")
+    if not email:
+        raise TokenError("this link is no longer valid")
+    done = await Suppression.exists().where(Suppression.email == email, Suppression.scope == suppressions.ALL).run()
+    return Subscription(send_id, email, row["campaign_name"] or "", done)
 
 
 async def unsubscribe(secret_key: str, token: str, *, now: datetime, source: str) -> Subscription:
@@ -48,7 +55,7 @@ async def unsubscribe(secret_key: str, token: str, *, now: datetime, source: str
         )
         await Send.update({Send.state: "unsubscribed", Send.updated_at: now}).where(
             Send.id == subscription.send_id,
-            Send.state.is_in(["sent", "delivered", "opened", "clicked", "deferred"]),
+            Send.state.is_in(["sending", "sent", "delivered", "opened", "clicked", "deferred"]),
         ).run()
     return Subscription(subscription.send_id, subscription.email, subscription.campaign_name, True)
 

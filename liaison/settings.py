@@ -119,6 +119,7 @@ class Settings:
     program_name: str = "Cancer Center"
     postal_address: str = ""
     soft_bounce_threshold: int = 3
+    claim_timeout_seconds: int = 600
     run_worker: bool = True
 
     @property
@@ -134,6 +135,7 @@ class Settings:
             from_name=self.from_name, reply_to=self.reply_to, program_name=self.program_name,
             postal_address=self.postal_address, backend=self.email_backend,
             soft_bounce_threshold=self.soft_bounce_threshold, webhook_tolerance_seconds=self.webhook_tolerance_seconds,
+            claim_timeout_seconds=self.claim_timeout_seconds,
         )
 
     @property
@@ -194,6 +196,7 @@ class Settings:
             program_name=_line(env, "LIAISON_PROGRAM_NAME", "Cancer Center"),
             postal_address=(env.get("LIAISON_POSTAL_ADDRESS") or "").replace("\\n", "\n").strip()[:500],
             soft_bounce_threshold=_int(env, "LIAISON_SOFT_BOUNCE_THRESHOLD", 3, maximum=100),
+            claim_timeout_seconds=_int(env, "LIAISON_CLAIM_TIMEOUT_SECONDS", 600, maximum=86_400, minimum=60),
             run_worker=_bool(env, "LIAISON_RUN_WORKER", True),
         )
         if settings.email_backend == "sendgrid" and not settings.sendgrid_api_key:

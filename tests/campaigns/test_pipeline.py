@@ -271,3 +271,29 @@ async def test_a_campaign_on_an_empty_segment_sends_nothing(db, mail_config):
     occurrence = await Occurrence.objects().first().run()
     assert result.queued == 0 and occurrence.status == "empty"
     assert (await Dispatcher(mail_config, OutboxBackend(), "w").run_once(START)).claimed == 0
+
+
+async def test_a_sequence_queues_each_step_at_its_offset_and_records_the_address(db, mail_config):
+    from campaigns import service
+    from campaigns.sending import enroll_sequence
+    from tests.campaigns.conftest import ACTOR
+
+    ids = await add_clinicians(2)
+    campaign = await make_campaign(mail_config, START, kind="sequence", schedule=False)
+    await service.save_step(campaign.id, {"subject": "Step two", "html_body": "<p>Again</p>", "offset_days": "7"},
+                            actor=ACTOR, config=mail_config, now=START)
+    await service.transition(campaign.id, "schedule", actor=ACTOR, now=START, config=mail_config)
+
+    first = await enroll_sequence(campaign.id, START)
+    again = await enroll_sequence(campaign.id, START + timedelta(days=1))
+    week = await enroll_sequence(campaign.id, START + timedelta(days=7))
+    await Clinician.update({Clinician.email: "new.address@clinic.test"}).where(Clinician.id == ids[0]).run()
+    dispatcher = Dispatcher(mail_config, OutboxBackend(), "w")
+    report = await dispatcher.run_once(START + timedelta(days=7))
+    an_hour_later = await dispatcher.run_once(START + timedelta(days=7, hours=1))
+
+    assert (first, again, week) == (2, 0, 2)
+    assert (report.sent, report.deferred, an_hour_later.sent) == (2, 2, 2)  # one email per address per round
+    assert {r["email"] for r in await Send.select(Send.email).where(Send.clinician == ids[1]).run()} == {"doc1@clinic.test"}
+    assert {r["email"] for r in await Send.select(Send.email).where(Send.clinician == ids[0]).run()} == {
+        "new.address@clinic.test"}
