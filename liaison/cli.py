@@ -453,8 +453,92 @@ async def _demo_roster(settings: Settings) -> str | None:
                             deactivated_share=0.01)
     await import_taxonomy(nucc)
     report = await import_clinicians(extract.path)
+    contacts = await import_clinicians(await _write_demo_contacts(folder / "liaison-contacts.csv"))
+    outreach = await _demo_outreach(settings)
     return (f"Imported {report.created} clinicians and {report.practices_created} practices from "
-            f"the NPPES-format extract {extract.path}")
+            f"the NPPES-format extract {extract.path},\nthen the liaison team's contacts "
+            f"({contacts.updated} emails and owners) from {folder / 'liaison-contacts.csv'}; {outreach}")
+
+
+async def _write_demo_contacts(path: Path) -> Path:
+    """What a liaison team keeps beside NPPES (which has no emails): a plain CSV of NPI, email,
+    owner and tier for most active clinicians, loaded through the same importer."""
+    import csv
+    import random
+    import re
+
+    from crm.tables import Clinician
+
+    rows = await Clinician.select(
+        Clinician.npi, Clinician.first_name, Clinician.last_name, Clinician.practice.name.as_alias("practice")
+    ).where(Clinician.active == True, Clinician.npi.is_not_null()).order_by(Clinician.npi).run()  # noqa: E712
+    chance = random.Random(7)
+    used: set[str] = set()
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["NPI", "Email Address", "Owner", "Tier"])
+        for row in rows:
+            if chance.random() > 0.85:
+                continue
+            local = re.sub(r"[^a-z]", "", f"{row['first_name'][:1]}{row['last_name']}".lower()) or "clinician"
+            domain = re.sub(r"[^a-z0-9]", "", (row["practice"] or "clinic").lower())[:30] or "clinic"
+            email = f"{local}@{domain}.example"
+            if email in used:
+                email = f"{local}.{row['npi'][-4:]}@{domain}.example"
+            used.add(email)
+            owner = f"liaison@{DEMO_DOMAIN}" if chance.random() < 0.4 else ""
+            writer.writerow([row["npi"], email, owner, chance.choice("AABBC")])
+    return path
+
+
+DEMO_SEGMENTS = {
+    "Primary care in Virginia": {"role": ["primary_care"], "state": "VA"},
+    "Surgeons in Virginia": {"role": ["surgeon"], "state": "VA"},
+    "Radiology in Virginia": {"role": ["radiology"], "state": "VA"},
+    "Hospitalists in Virginia": {"role": ["hospitalist"], "state": "VA"},
+}
+
+
+async def _demo_outreach(settings: Settings) -> str:
+    """The demo's segments and a scheduled monthly campaign, made through the same services as
+    the pages."""
+    from datetime import datetime, timezone
+
+    from campaigns import service
+    from crm.audit import Actor
+    from crm.segments import save_segment
+
+    actor = Actor.cli()
+    now = datetime.now(timezone.utc)
+    ids = {}
+    for name, filters in DEMO_SEGMENTS.items():
+        ids[name] = (await save_segment(name=name, filters=filters, actor=actor)).id
+    campaign = await service.save_campaign(
+        {
+            "name": "Monthly referral pathway update", "kind": "recurring",
+            "goal": "Keep primary care aware of the rapid-consult pathway for suspected cancer",
+            "segment": str(ids["Primary care in Virginia"]), "time_zone": "America/New_York",
+            "cadence": {"kind": "monthly_weekday", "ordinal": 1, "weekday": 2, "time": "09:00"},
+            "holdout_percent": "10", "service_line": "medical oncology",
+        },
+        actor=actor, now=now,
+    )
+    config = settings.mail_config()
+    await service.save_step(
+        campaign.id,
+        {
+            "subject": "Rapid-consult pathway for your patients, {{ salutation }}",
+            "html_body": (
+                "<p>Dear {{ salutation }},</p>\n<p>Patients you refer to our {{ service_line }} team with a "
+                "suspected cancer are seen within 5 working days. Fax or e-refer with the latest imaging and "
+                "pathology, and we call you back within one day.</p>\n<p>Questions? {{ owner_name }} is your "
+                "liaison: <a href=\"mailto:{{ owner_email }}\">{{ owner_email }}</a>.</p>\n"
+            ),
+        },
+        actor=actor, config=config, now=now,
+    )
+    await service.transition(campaign.id, "schedule", actor=actor, now=now, config=config)
+    return f"{len(ids)} segments and 1 scheduled campaign."
 
 
 async def _demo_users() -> list[tuple[str, str, str]]:

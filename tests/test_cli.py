@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -247,9 +248,15 @@ def test_demo_prepares_a_database_with_logins_and_a_roster(tmp_path):
     assert first.returncode == 0, first.stderr
     assert "admin@demo.liaison.test" in first.stdout and "liaison-demo-admin" in first.stdout
     assert "Imported 19" in first.stdout and "300 practices" in first.stdout
+    assert "4 segments and 1 scheduled campaign" in first.stdout
     assert (tmp_path / "var" / "demo.sqlite3").exists()
     again = run_liaison(["demo", "--no-serve"], env)
     assert again.returncode == 0 and "Imported" not in again.stdout
+    # Most clinicians have an email (the liaison team's contacts file), so the campaign has an audience.
+    database = sqlite3.connect(tmp_path / "var" / "demo.sqlite3")
+    emails = database.execute("SELECT COUNT(*) FROM clinician WHERE email IS NOT NULL").fetchone()[0]
+    status = database.execute("SELECT status FROM campaign").fetchall()
+    assert emails > 1500 and status == [("scheduled",)]
 
 
 @pytest.mark.backend("sqlite")
