@@ -297,3 +297,16 @@ async def test_a_sequence_queues_each_step_at_its_offset_and_records_the_address
     assert {r["email"] for r in await Send.select(Send.email).where(Send.clinician == ids[1]).run()} == {"doc1@clinic.test"}
     assert {r["email"] for r in await Send.select(Send.email).where(Send.clinician == ids[0]).run()} == {
         "new.address@clinic.test"}
+
+
+async def test_apostrophes_arrive_as_apostrophes_in_the_from_name_and_subject(db, mail_config, fake_sendgrid):
+    await add_clinicians(1)
+    campaign = await make_campaign(mail_config, START, from_name="St. Mary's & O'Neil Cancer Center",
+                                   subject="News from {{ practice_name }}")
+    await materialize(campaign.id, START, START)
+
+    await Dispatcher(mail_config, sendgrid_for(fake_sendgrid), "w").run_once(START)
+
+    request = next(r for r in fake_sendgrid.requests if r.path == "/v3/mail/send")
+    assert request.json["from"] == {"email": "outreach@cancer.test", "name": "St. Mary's & O'Neil Cancer Center"}
+    assert fake_sendgrid.deliveries[0].subject == "News from O'Neil & Sons Family Practice"
