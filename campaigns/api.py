@@ -21,6 +21,7 @@ from crm.access import allow, current_user, signed_in
 from crm.db import atomic
 from crm.forms import ObjectId, request_actor
 from crm.roles import Role
+from crm.text import single_line
 
 EDIT = allow(Role.marketer, Role.manager)
 Text = Annotated["str | None", QueryParameter(required=False)]
@@ -277,7 +278,7 @@ class CampaignApi(Controller):
             Send.delivered_at, Send.opened_at, Send.clicked_at, Send.last_error,
         ).where(Send.campaign == campaign_id, Send.id > after).order_by(Send.id).limit(limit + 1)
         if send_state:
-            query = query.where(Send.state == send_state[:20])
+            query = query.where(Send.state == single_line(send_state)[:20])
         rows = await query.run()
         items = [
             SendOut(
@@ -301,7 +302,7 @@ class SuppressionApi(Controller):
         if after:
             query = query.where(Suppression.id < after)
         if q:
-            query = query.where(Suppression.email == suppressions.normalise(q))
+            query = query.where(Suppression.email == suppressions.normalise(single_line(q)))
         return [
             SuppressionOut(r["id"], r["email"], r["scope"], r["reason"], r["source"], r["detail"], r["created_at"])
             for r in await query.run()
@@ -309,12 +310,13 @@ class SuppressionApi(Controller):
 
     @post("/", summary="Suppress an address everywhere")
     async def add(self, request: Request, data: JSONBody[SuppressionIn]) -> SuppressionOut:
-        email = suppressions.normalise(data.email)
-        if not email or len(email) > 320 or "@" not in email or any(c.isspace() for c in email):
-            raise ValidationException("email: not an email address")
+        try:
+            email = suppressions.checked_address(data.email)
+        except ValueError as error:
+            raise ValidationException(f"email: {error}") from None
         async with atomic():
             await suppressions.add(email, reason="manual", source="api", now=_now(request),
-                                   detail=data.detail[:500], created_by=current_user(request).id)
+                                   detail=single_line(data.detail)[:500], created_by=current_user(request).id)
             row = await Suppression.objects().where(
                 Suppression.email == email, Suppression.scope == suppressions.ALL
             ).first().run()

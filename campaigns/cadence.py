@@ -376,14 +376,14 @@ def _apscheduler_weekdays(text: str) -> str:
             last = _crontab_day(last_text) if dash else first
             if first > last or (slash and not dash):
                 raise CadenceError("cadence.expression", f"The day-of-week range “{item}” is not valid.")
-        if slash and not (step.isdigit() and int(step) > 0):
+        if slash and not (_digits(step) and int(step) > 0):
             raise CadenceError("cadence.expression", f"The step in “{item}” is not valid.")
         days.update(day % 7 for day in range(first, last + 1, int(step) if slash else 1))
     return ",".join(CRONTAB_DAYS[day] for day in sorted(days))
 
 
 def _crontab_day(text: str) -> int:
-    if text.isdigit() and int(text) <= 7:
+    if _digits(text) and int(text) <= 7:
         return int(text)
     if text.lower() in CRONTAB_DAYS:
         return CRONTAB_DAYS.index(text.lower())
@@ -405,17 +405,22 @@ def _long_date(day: dt.date) -> str:
 # Parsing forms and JSON
 
 
+def _digits(text: str) -> bool:
+    """ASCII digits only (``str.isdigit`` also accepts "²" and other scripts' digits)."""
+    return re.fullmatch(r"[0-9]{1,6}", text) is not None
+
+
 def _parse_int(name: str, value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
+    if isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]{1,6}", value.strip()):
         return int(value)
     raise CadenceError(f"cadence.{name}", MESSAGES[name])
 
 
 def _parse_weekday(name: str, value: Any) -> int:
     """An ISO weekday from 1..7, "2", "tue" or "Tuesday"."""
-    if isinstance(value, str) and not value.strip().isdigit():
+    if isinstance(value, str) and not _digits(value.strip()):
         for number, weekday in enumerate(WEEKDAY_NAMES, start=1):
             if value.strip().lower() in (weekday.lower(), weekday[:3].lower()):
                 return number
@@ -427,7 +432,7 @@ def _parse_weekdays(name: str, value: Any) -> tuple[int, ...]:
     """Weekdays from a list, "1,4", "mon thu" or a string of digits like "14"."""
     if isinstance(value, str):
         items = re.split(r"[\s,]+", value.strip())
-        value = list(items[0]) if len(items) == 1 and items[0].isdigit() else items
+        value = list(items[0]) if len(items) == 1 and _digits(items[0]) else items
     if not isinstance(value, (list, tuple)):
         raise CadenceError(f"cadence.{name}", MESSAGES[name])
     return tuple(_parse_weekday(name, item) for item in value)
@@ -451,9 +456,14 @@ def _parse_date(name: str, value: Any) -> dt.date:
         raise CadenceError(f"cadence.{name}", MESSAGES[name]) from None
 
 
+MAX_EXPRESSION = 100
+
+
 def _parse_expression(name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise CadenceError(f"cadence.{name}", MESSAGES[name])
+    if len(value) > MAX_EXPRESSION:
+        raise CadenceError(f"cadence.{name}", f"A cron expression has at most {MAX_EXPRESSION} characters.")
     return value
 
 

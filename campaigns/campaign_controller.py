@@ -5,10 +5,10 @@ with a live preview and a test send, the outbox and the suppression list."""
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from datetime import datetime, timezone
 from typing import Annotated, Any, Mapping
-from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from litestar import Controller, Request, Response, get, post
@@ -26,7 +26,7 @@ from campaigns.cadence import (
     CadenceError,
 )
 from campaigns.delivery import Batch, Message
-from campaigns.rendering import MERGE_FIELDS, TemplateError, compile_template, merge_values, sample_values
+from campaigns.rendering import MERGE_FIELDS, merge_values, sample_values
 from campaigns.sending import SENT_STATES, audience_ids, cadence_of, window_of
 from campaigns.tables import Campaign, CampaignStep, Occurrence, OutboxMessage, Send, Suppression
 from crm import audit
@@ -35,6 +35,7 @@ from crm.db import atomic
 from crm.forms import ObjectId, request_actor
 from crm.roles import Role
 from crm.roster import escape_like
+from crm.text import single_line
 from crm.tables import Clinician, Segment
 
 EDIT_ROLES = (Role.marketer, Role.manager)
@@ -225,6 +226,9 @@ class CampaignController(Controller):
 
     @get("/{campaign_id:int}")
     async def show(self, request: Request, campaign_id: ObjectId) -> Template:
+        return await self._page(request, campaign_id)
+
+    async def _page(self, request: Request, campaign_id: int, error: str | None = None, status: int = 200) -> Template:
         campaign = await _get(campaign_id)
         now = _now(request)
         steps = await service.steps_of(campaign_id)
@@ -241,9 +245,10 @@ class CampaignController(Controller):
                 "times": local_times(service.upcoming(campaign, now), campaign.time_zone),
                 "funnel": await service.funnel(campaign_id), "funnel_order": FUNNEL, "preview": preview,
                 "may_edit": _may_edit(request), "kinds": service.KINDS,
-                "weekday_names": WEEKDAY_NAMES, "error": request.query_params.get("error"),
-                "done": request.query_params.get("done"),
+                "weekday_names": WEEKDAY_NAMES, "error": error,
+                "done": None if error else request.query_params.get("done"),
             },
+            status_code=status,
         )
 
     @get("/{campaign_id:int}/edit", opt=allow(*EDIT_ROLES))
@@ -262,7 +267,7 @@ class CampaignController(Controller):
         return Redirect(f"/campaigns/{campaign_id}?done=saved", status_code=303)
 
     @post("/{campaign_id:int}/{action:str}", opt=allow(*EDIT_ROLES))
-    async def act(self, request: Request, campaign_id: ObjectId, action: Action) -> Redirect:
+    async def act(self, request: Request, campaign_id: ObjectId, action: Action) -> Redirect | Template:
         """schedule, pause, resume, complete, archive."""
         await _get(campaign_id)
         if action not in ("schedule", "pause", "resume", "complete", "archive"):
@@ -272,7 +277,7 @@ class CampaignController(Controller):
                 campaign_id, action, actor=request_actor(request), now=_now(request), config=request.app.state["mail"]
             )
         except service.CampaignError as error:
-            return Redirect(f"/campaigns/{campaign_id}?error={quote(error.message)}", status_code=303)
+            return await self._page(request, campaign_id, error=error.message, status=422)
         worker = request.app.state.get("worker")
         if worker is not None:
             worker.wake()
@@ -291,7 +296,7 @@ class CampaignController(Controller):
         ).where(Send.campaign == campaign_id).order_by(Send.id).limit(PAGE + 1)
         if state in SEND_STATES:
             query = query.where(Send.state == state)
-        if after.isdigit() and len(after) < 11:
+        if re.fullmatch(r"[0-9]{1,10}", after):
             query = query.where(Send.id > int(after))
         rows = await query.run()
         return Template(
@@ -438,17 +443,15 @@ async def _audience_sample(campaign: Campaign) -> list[dict[str, Any]]:
 
 async def _render_preview(request: Request, campaign: Campaign, form: Any) -> dict[str, Any]:
     mail = request.app.state["mail"]
-    subject, html_body, text_body = (str(form.get(k, "")) for k in ("subject", "html_body", "text_body"))
     context: dict[str, Any] = {"error": None}
     try:
-        template = compile_template(subject, html_body, text_body, postal_address=mail.footer_address,
-                                    program_name=mail.program_name)
-    except TemplateError as error:
+        *_, template = service.check_step({k: form.get(k, "") for k in ("subject", "html_body", "text_body")}, mail)
+    except service.CampaignError as error:
         context["error"] = f"{error.field.replace('_', ' ')}: {error.message}"
         return context
     chosen = str(form.get("clinician") or "")
     row = None
-    if chosen.isdigit() and len(chosen) < 11:
+    if re.fullmatch(r"[0-9]{1,9}", chosen):
         row = await Clinician.select(
             Clinician.first_name, Clinician.middle_name, Clinician.last_name, Clinician.credential,
             Clinician.practice.name.as_alias("practice_name"), Clinician.owner.name.as_alias("owner_name"),
@@ -481,7 +484,7 @@ class OutboxController(Controller):
 
     @get("/")
     async def index(self, request: Request) -> Template:
-        to = (request.query_params.get("to") or "").strip().lower()[:320]
+        to = single_line(request.query_params.get("to") or "").lower()[:320]
         query = OutboxMessage.select(
             OutboxMessage.id, OutboxMessage.to_email, OutboxMessage.subject, OutboxMessage.created_at,
             OutboxMessage.categories,
@@ -521,14 +524,15 @@ class SuppressionController(Controller):
     @post("/")
     async def add(self, request: Request) -> Template | Redirect:
         form = await request.form()
-        email = suppressions.normalise(str(form.get("email", "")))
-        if not email or len(email) > 320 or "@" not in email or " " in email:
-            return await self._page(request, error="Enter the email address to suppress.", status=422)
+        try:
+            email = suppressions.checked_address(str(form.get("email", "")))
+        except ValueError as error:
+            return await self._page(request, error=f"{str(error)[:1].upper()}{str(error)[1:]}.", status=422)
         user = current_user(request)
         async with atomic():
             await suppressions.add(
                 email, reason="manual", source="manual", now=_now(request),
-                detail=str(form.get("detail", ""))[:500], created_by=user.id,
+                detail=single_line(str(form.get("detail", "")))[:500], created_by=user.id,
             )
         return Redirect("/suppressions?done=added", status_code=303)
 
@@ -543,7 +547,7 @@ class SuppressionController(Controller):
         return Redirect("/suppressions?done=removed", status_code=303)
 
     async def _page(self, request: Request, error: str | None = None, status: int = 200) -> Template:
-        q = (request.query_params.get("q") or "").strip().lower()[:320]
+        q = single_line(request.query_params.get("q") or "").lower()[:320]
         query = Suppression.select(
             Suppression.id, Suppression.email, Suppression.scope, Suppression.reason, Suppression.source,
             Suppression.detail, Suppression.created_at,

@@ -296,6 +296,8 @@ def _checked(field: str, source: str) -> Template:
         statement_lines = [line for line, kind, _ in _ENV.lex(source) if kind in ("block_begin", "raw_begin")]
     except TemplateSyntaxError as error:
         raise TemplateError(field, f"syntax error: {error.message}", line=error.lineno) from None
+    except RecursionError:
+        raise TemplateError(field, "the template is nested too deeply") from None
     if statement_lines:
         raise TemplateError(field, f"statements ({{% … %}}) are not allowed: {_ONLY_FIELDS}",
                             line=statement_lines[0])
@@ -303,6 +305,14 @@ def _checked(field: str, source: str) -> Template:
         for node in output.nodes:
             if problem := _problem(node):
                 raise TemplateError(field, problem[1], line=problem[0])
+    # Comments vanish from the tree: text on both sides of one joins up, and must not make a token
+    # ("[[{# #}lz:…" would otherwise put an unescaped value into the HTML).
+    joined = "".join(
+        node.data if isinstance(node, nodes.TemplateData) else "\x00"
+        for output in tree.body for node in output.nodes
+    )
+    if marker := _TOKEN_MARKER.search(joined):
+        raise TemplateError(field, "'[[lz:' is reserved for merge fields", line=joined.count("\n", 0, marker.start()) + 1)
     return _ENV.from_string(tree)
 
 

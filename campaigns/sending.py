@@ -27,7 +27,7 @@ from campaigns.tables import Campaign, CampaignStep, Enrollment, Occurrence, Sen
 from campaigns.tokens import make_token
 from crm import bulk, segments
 from crm.db import atomic
-from crm.tables import Clinician, Practice, Segment, User
+from crm.tables import Clinician, Segment
 
 log = logging.getLogger(__name__)
 

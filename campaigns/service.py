@@ -7,6 +7,7 @@ but active. Every change bumps ``version`` so that the scheduler rebuilds its tr
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,11 +20,12 @@ from campaigns.cadence import (
     SendWindow,
     check_fires,
     check_time_zone,
+    fire_times_between,
     next_fire_times,
     parse_cadence,
 )
 from campaigns.config import MailConfig
-from campaigns.rendering import TemplateError, compile_template
+from campaigns.rendering import CompiledTemplate, TemplateError, compile_template
 from campaigns.sending import audience_ids, cadence_of, holdout_arm
 from campaigns.tables import Campaign, CampaignStep, Enrollment, Occurrence, Send
 from crm import audit
@@ -37,6 +39,8 @@ KINDS = {"one_off": "One-off", "recurring": "Recurring cadence", "sequence": "Se
 STATUSES = ("draft", "scheduled", "active", "paused", "completed", "archived")
 EDITABLE = ("draft", "paused", "scheduled")
 MAX_STEPS = 12
+MAX_HTML = 200_000
+MAX_TEXT = 100_000
 
 
 class CampaignError(FieldError):
@@ -48,7 +52,7 @@ def _int(data: Mapping[str, Any], name: str, default: int, low: int, high: int, 
     if raw is None or str(raw).strip() == "":
         return default
     text = str(raw).strip()
-    if not text.lstrip("-").isdigit() or len(text) > 6:
+    if not re.fullmatch(r"-?[0-9]{1,6}", text):
         raise CampaignError(name, f"{label} must be a whole number")
     value = int(text)
     if not low <= value <= high:
@@ -85,7 +89,7 @@ class CampaignInput:
         if kind not in KINDS:
             raise CampaignError("kind", f"the kind must be one of: {', '.join(KINDS)}")
         segment_raw = str(data.get("segment") or "").strip()
-        if segment_raw and (not segment_raw.isdigit() or len(segment_raw) > 9):
+        if segment_raw and not re.fullmatch(r"[0-9]{1,9}", segment_raw):
             raise CampaignError("segment", "choose a segment from the list")
         time_zone = str(data.get("time_zone") or "America/New_York").strip()
         try:
@@ -104,11 +108,18 @@ class CampaignInput:
         start = _int(data, "send_start_hour", 8, 0, 23, "The send window's first hour")
         end = _int(data, "send_end_hour", 17, 1, 24, "The send window's last hour")
         raw_days = data.get("send_days")
-        days = "".join(sorted(set("12345" if raw_days is None else str(raw_days))))
+        raw_days = "12345" if raw_days is None else re.sub(r"[\s,]", "", str(raw_days))
+        if not re.fullmatch(r"[1-7]{0,7}", raw_days):
+            raise CampaignError("send_days", "the send days are ISO weekdays: digits 1 (Monday) to 7 (Sunday)")
+        days = "".join(sorted(set(raw_days)))
         try:
             SendWindow.parse(days, start, end)
         except CadenceError as error:
             raise CampaignError(error.field, error.message) from None
+        limits = {"goal": 2000, "service_line": 60, "from_name": 200}
+        for field_name, limit in limits.items():
+            if len(str(data.get(field_name) or "").strip()) > limit:
+                raise CampaignError(field_name, f"{field_name.replace('_', ' ')} is longer than {limit} characters")
         return cls(
             name=name,
             goal=plain_text(str(data.get("goal") or "")).strip()[:2000],
@@ -145,12 +156,27 @@ async def get_campaign(campaign_id: int) -> Campaign | None:
     return await Campaign.objects().where(Campaign.id == campaign_id).first().run()
 
 
+async def lock_campaign(campaign_id: int) -> Campaign | None:
+    """The campaign, locked until the transaction ends, so that concurrent changes queue instead
+    of overwriting each other (SQLite's IMMEDIATE transaction already serialises writers)."""
+    if Campaign._meta.db.engine_type == "postgres":
+        await Campaign._meta.db.run_querystring(
+            QueryString("SELECT id FROM campaign WHERE id = {} FOR UPDATE", campaign_id)
+        )
+    return await get_campaign(campaign_id)
+
+
 async def save_campaign(
     data: Mapping[str, Any], *, actor: Actor, now: datetime, campaign_id: int | None = None
 ) -> Campaign:
     """Create a draft, or change a campaign that is a draft, paused or scheduled."""
     checked = CampaignInput.from_mapping(data)
     async with atomic():
+        if Campaign._meta.db.engine_type == "postgres":
+            # Two creations with one name queue here instead of one failing on the unique index.
+            await Campaign._meta.db.run_querystring(
+                QueryString("SELECT pg_advisory_xact_lock(hashtext('campaign-names'))")
+            )
         if checked.segment is not None and not await Segment.exists().where(Segment.id == checked.segment).run():
             raise CampaignError("segment", "that segment does not exist")
         clash = Campaign.exists().where(Campaign.name == checked.name)
@@ -165,7 +191,7 @@ async def save_campaign(
             await campaign.save().run()
             before = None
         else:
-            campaign = await get_campaign(campaign_id)
+            campaign = await lock_campaign(campaign_id)
             if campaign is None:
                 raise CampaignError("id", "no such campaign")
             if campaign.status not in EDITABLE:
@@ -192,30 +218,39 @@ async def steps_of(campaign_id: int) -> list[CampaignStep]:
     return await CampaignStep.objects().where(CampaignStep.campaign == campaign_id).order_by(CampaignStep.position).run()
 
 
-async def save_step(
-    campaign_id: int, data: Mapping[str, Any], *, actor: Actor, config: MailConfig, now: datetime,
-    step_id: int | None = None,
-) -> CampaignStep:
-    """Add or change a step; the template is compiled (and refused with its line) before saving."""
+def check_step(data: Mapping[str, Any], config: MailConfig) -> tuple[str, str, str, int, CompiledTemplate]:
+    """A step's email, checked and compiled: (subject, html, text, offset in days, template).
+    Control characters are dropped; sizes and merge fields are checked."""
     subject = single_line(str(data.get("subject") or ""))
-    html_body = str(data.get("html_body") or "")
-    text_body = str(data.get("text_body") or "")
+    html_body = plain_text(str(data.get("html_body") or ""))
+    text_body = plain_text(str(data.get("text_body") or ""))
     if not subject:
         raise CampaignError("subject", "write a subject")
     if len(subject) > 300:
         raise CampaignError("subject", "the subject is longer than 300 characters")
     if not html_body.strip() and not text_body.strip():
         raise CampaignError("html_body", "write the email's body")
-    if len(html_body) > 200_000 or len(text_body) > 100_000:
-        raise CampaignError("html_body", "the body is too long (at most 200,000 characters)")
+    if len(html_body) > MAX_HTML:
+        raise CampaignError("html_body", f"the HTML body is too long (at most {MAX_HTML:,} characters)")
+    if len(text_body) > MAX_TEXT:
+        raise CampaignError("text_body", f"the plain-text body is too long (at most {MAX_TEXT:,} characters)")
     offset = _int(data, "offset_days", 0, 0, 365, "The step's offset in days")
     try:
-        compile_template(subject, html_body, text_body, postal_address=config.footer_address,
-                         program_name=config.program_name)
+        template = compile_template(subject, html_body, text_body, postal_address=config.footer_address,
+                                    program_name=config.program_name)
     except TemplateError as error:
         raise CampaignError(error.field, error.message) from None
+    return subject, html_body, text_body, offset, template
+
+
+async def save_step(
+    campaign_id: int, data: Mapping[str, Any], *, actor: Actor, config: MailConfig, now: datetime,
+    step_id: int | None = None,
+) -> CampaignStep:
+    """Add or change a step; the template is compiled (and refused with its line) before saving."""
+    subject, html_body, text_body, offset, _ = check_step(data, config)
     async with atomic():
-        campaign = await get_campaign(campaign_id)
+        campaign = await lock_campaign(campaign_id)
         if campaign is None:
             raise CampaignError("id", "no such campaign")
         if campaign.status not in EDITABLE:
@@ -267,6 +302,8 @@ async def preview(checked: CampaignInput | Campaign, now: datetime, salt: str = 
     holdout = 0
     if checked.segment is None:
         problems.append("choose a segment: the campaign has no audience")
+    elif not await Segment.exists().where(Segment.id == checked.segment).run():
+        problems.append("that segment does not exist")
     else:
         probe = Campaign(segment=checked.segment, holdout_percent=checked.holdout_percent, holdout_salt=salt)
         ids = await audience_ids(probe)
@@ -282,7 +319,7 @@ async def transition(
 ) -> Campaign:
     """schedule, pause, resume, complete or archive; CampaignError says why not."""
     async with atomic():
-        campaign = await get_campaign(campaign_id)
+        campaign = await lock_campaign(campaign_id)
         if campaign is None:
             raise CampaignError("id", "no such campaign")
         status = campaign.status
@@ -301,7 +338,8 @@ async def transition(
                 raise CampaignError("status", "only a paused campaign can be resumed")
             await _check_ready(campaign, now, config)
             started = await Occurrence.exists().where(Occurrence.campaign == campaign_id).run()
-            new, campaign.paused_at = ("active" if started else "scheduled"), None
+            await _record_paused_occurrences(campaign, now)
+            new, campaign.paused_at, campaign.last_fired_at = ("active" if started else "scheduled"), None, now
         elif action == "complete":
             if status not in ("scheduled", "active", "paused"):
                 raise CampaignError("status", f"a {status} campaign cannot be completed")
@@ -312,6 +350,8 @@ async def transition(
         elif action == "archive":
             if status in ("scheduled", "active"):
                 raise CampaignError("status", "pause or complete the campaign before archiving it")
+            if status == "archived":
+                raise CampaignError("status", "the campaign is already archived")
             new = "archived"
         else:
             raise CampaignError("action", f"unknown action {action!r}")
@@ -323,6 +363,20 @@ async def transition(
             before={"status": before}, after={"status": new},
         )
     return campaign
+
+
+async def _record_paused_occurrences(campaign: Campaign, now: datetime) -> None:
+    """Occurrences that came due while the campaign was paused are recorded, not sent late."""
+    since = campaign.last_fired_at or campaign.starts_at or campaign.paused_at or now
+    for moment in fire_times_between(cadence_of(campaign), campaign.time_zone, since, now, limit=500):
+        await Occurrence._meta.db.run_querystring(
+            QueryString(
+                "INSERT INTO occurrence (campaign, scheduled_for, fired_at, status, note) VALUES "
+                "({}, {}, {}, 'paused', 'not sent: the campaign was paused') "
+                "ON CONFLICT (campaign, scheduled_for) DO NOTHING",
+                campaign.id, moment, now,
+            )
+        )
 
 
 async def _check_ready(campaign: Campaign, now: datetime, config: MailConfig) -> None:

@@ -7,6 +7,7 @@ are dispatched.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Iterable
 
@@ -27,6 +28,19 @@ ALL = "all"
 
 # Sends that have not left Liaison yet and that a new suppression must stop.
 UNSENT_STATES = ("queued", "claimed")
+
+
+_ADDRESS = re.compile(r"[^\s@<>()\[\],;:\"\\]{1,64}@[^\s@<>()\[\],;:\"\\]+\.[^\s@<>()\[\],;:\"\\]+")
+
+
+def checked_address(email: str) -> str:
+    """A normalised address to suppress by hand; ValueError names what is wrong."""
+    address = normalise(email)
+    if not address:
+        raise ValueError("enter the email address to suppress")
+    if len(address) > 320 or not _ADDRESS.fullmatch(address) or not address.isprintable():
+        raise ValueError(f"{address[:80]!r} is not an email address")
+    return address
 
 
 def normalise(email: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from piccolo.columns import (
     JSON,
+    Boolean,
     ForeignKey,
     Integer,
     OnDelete,
@@ -183,3 +184,43 @@ class SchedulerLease(Table, tablename="scheduler_lease"):
     holder = Varchar(length=100, default="")
     acquired_at = Timestamptz(default=TimestamptzNow())
     expires_at = Timestamptz(default=TimestamptzNow())
+
+
+class Workshop(Table, tablename="workshop"):
+    """A clinician workshop (referral criteria, rapid-consult pathways, tumor-board open days…).
+    ``sequence`` counts the changes of time, place or status that invitees were told about (the
+    calendar invitation's SEQUENCE). ``capacity`` null means no limit."""
+
+    title = Varchar(length=200)
+    topic = Varchar(length=200, default="")
+    service_line = Varchar(length=60, default="")
+    description = Text(default="")
+    starts_at = Timestamptz(index=True)
+    ends_at = Timestamptz()
+    time_zone = Varchar(length=64, default="America/New_York")
+    venue = Varchar(length=300, default="")
+    virtual_url = Varchar(length=500, default="")
+    capacity = Integer(null=True, default=None)
+    host = ForeignKey(references=User, on_delete=OnDelete.set_null, null=True)
+    status = Varchar(length=20, default="scheduled", index=True)
+    credit_hours = Varchar(length=8, default="")
+    sequence = Integer(default=0)
+    segment = ForeignKey(references=Segment, on_delete=OnDelete.set_null, null=True)
+    created_by = ForeignKey(references=User, on_delete=OnDelete.set_null, null=True)
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
+
+
+class Rsvp(Table, tablename="rsvp"):
+    """A clinician's answer to a workshop invitation: ``yes`` (a seat), ``waitlist`` (yes, but the
+    workshop was full; promoted in answer order when a seat frees), ``maybe`` or ``no``. Unique per
+    workshop and clinician (made by the migration)."""
+
+    workshop = ForeignKey(references=Workshop, on_delete=OnDelete.cascade, index=True, null=False)
+    clinician = ForeignKey(references=Clinician, on_delete=OnDelete.cascade, index=True, null=False)
+    answer = Varchar(length=10)
+    answered_at = Timestamptz(default=TimestamptzNow())
+    waitlisted_at = Timestamptz(null=True, default=None)
+    source = Varchar(length=20, default="link")
+    attended = Boolean(default=False)
+    checked_in_at = Timestamptz(null=True, default=None)

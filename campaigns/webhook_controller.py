@@ -23,6 +23,9 @@ class SendGridWebhookController(Controller):
         raw = await request.body()
         now = state["clock"]()
         key = state.get("webhook_key")
+        if key is None and state["settings"].production:
+            return Response({"error": "the webhook is not configured: set LIAISON_SENDGRID_WEBHOOK_PUBLIC_KEY"},
+                            status_code=403)
         try:
             if key is not None:
                 events.verify(

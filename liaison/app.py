@@ -56,6 +56,7 @@ from liaison.errors import (
     http_exception_handler,
     internal_error_handler,
     busy_handler,
+    nested_input_handler,
     unstorable_input_handler,
 )
 from liaison.settings import PROJECT_ROOT, Settings
@@ -259,6 +260,7 @@ def create_app(
             HTTPException: http_exception_handler,
             asyncpg.exceptions.DataError: unstorable_input_handler,
             DatabaseBusy: busy_handler,
+            RecursionError: nested_input_handler,
             Exception: internal_error_handler,
         },
         before_send=[security_headers(settings)],

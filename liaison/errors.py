@@ -132,3 +132,11 @@ def busy_handler(request: Request, exc: Exception) -> Response:
         HTTPException(status_code=503, detail="Liaison is busy writing (an import?). Try again in a moment.",
                       headers={"Retry-After": "10"}),
     )
+
+
+def nested_input_handler(request: Request, exc: Exception) -> Response:
+    """A body nested so deeply that decoding it overflows the stack is the client's mistake."""
+    log.warning("refused deeply nested input on %s", request.url.path)
+    return http_exception_handler(
+        request, HTTPException(status_code=400, detail="The request is nested too deeply."),
+    )
