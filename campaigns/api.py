@@ -14,6 +14,7 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from campaigns import service, suppressions
 from campaigns.cadence import CadenceError
+from campaigns.campaign_controller import SEND_STATES
 from campaigns.sending import cadence_of
 from campaigns.tables import Campaign, CampaignStep, Send, Suppression
 from crm import audit
@@ -21,6 +22,7 @@ from crm.access import allow, current_user, signed_in
 from crm.db import atomic
 from crm.forms import ObjectId, request_actor
 from crm.roles import Role
+from crm.roster import escape_like
 from crm.text import single_line
 
 EDIT = allow(Role.marketer, Role.manager)
@@ -57,10 +59,13 @@ class CampaignIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class StepIn(msgspec.Struct, forbid_unknown_fields=True):
-    subject: str
-    html_body: str = ""
-    text_body: str = ""
-    offset_days: int = 0
+    """A step's email. On POST, ``subject`` and a body are needed; on PATCH, fields left out keep
+    their value. ``text_body`` empty: derived from the HTML."""
+
+    subject: str | None = None
+    html_body: str | None = None
+    text_body: str | None = None
+    offset_days: int | None = None
 
 
 class SuppressionIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -234,15 +239,23 @@ class CampaignApi(Controller):
     async def update_step(
         self, request: Request, campaign_id: ObjectId, step_id: ObjectId, data: JSONBody[StepIn]
     ) -> CampaignOut:
-        if not await CampaignStep.exists().where(CampaignStep.id == step_id, CampaignStep.campaign == campaign_id).run():
+        step = await CampaignStep.objects().where(CampaignStep.id == step_id, CampaignStep.campaign == campaign_id).first().run()
+        if step is None:
             raise NotFoundException("No such step.")
-        return await self._save_step(request, campaign_id, step_id, data)
+        return await self._save_step(request, campaign_id, step_id, data, step)
 
-    async def _save_step(self, request: Request, campaign_id: int, step_id: int | None, data: StepIn) -> CampaignOut:
+    async def _save_step(
+        self, request: Request, campaign_id: int, step_id: int | None, data: StepIn, step: CampaignStep | None = None
+    ) -> CampaignOut:
         await _campaign(campaign_id)
+        values = {"subject": "", "html_body": "", "text_body": "", "offset_days": 0}
+        if step is not None:
+            values = {"subject": step.subject, "html_body": step.html_body, "text_body": step.text_body,
+                      "offset_days": step.offset_days}
+        values.update({k: v for k, v in msgspec.structs.asdict(data).items() if v is not None})
         try:
             await service.save_step(
-                campaign_id, msgspec.structs.asdict(data), actor=request_actor(request),
+                campaign_id, values, actor=request_actor(request),
                 config=request.app.state["mail"], now=_now(request), step_id=step_id,
             )
         except service.CampaignError as error:
@@ -278,7 +291,9 @@ class CampaignApi(Controller):
             Send.delivered_at, Send.opened_at, Send.clicked_at, Send.last_error,
         ).where(Send.campaign == campaign_id, Send.id > after).order_by(Send.id).limit(limit + 1)
         if send_state:
-            query = query.where(Send.state == single_line(send_state)[:20])
+            if send_state not in SEND_STATES:
+                raise ValidationException(f"state: use one of {', '.join(SEND_STATES)}")
+            query = query.where(Send.state == send_state)
         rows = await query.run()
         items = [
             SendOut(
@@ -302,7 +317,7 @@ class SuppressionApi(Controller):
         if after:
             query = query.where(Suppression.id < after)
         if q:
-            query = query.where(Suppression.email == suppressions.normalise(single_line(q)))
+            query = query.where(Suppression.email.like(f"%{escape_like(suppressions.normalise(single_line(q)))}%"))
         return [
             SuppressionOut(r["id"], r["email"], r["scope"], r["reason"], r["source"], r["detail"], r["created_at"])
             for r in await query.run()

@@ -62,7 +62,7 @@ PREVIEW_SECONDS = 900
 
 def email_body(html: str) -> Response:
     return Response(
-        html, media_type="text/html; charset=utf-8",
+        html, media_type="text/html",
         headers={"content-security-policy": EMAIL_BODY_POLICY, "x-frame-options": "SAMEORIGIN"},
     )
 
@@ -245,6 +245,7 @@ class CampaignController(Controller):
                 "times": local_times(service.upcoming(campaign, now), campaign.time_zone),
                 "funnel": await service.funnel(campaign_id), "funnel_order": FUNNEL, "preview": preview,
                 "may_edit": _may_edit(request), "kinds": service.KINDS,
+                "postal_address": request.app.state["mail"].postal_address,
                 "weekday_names": WEEKDAY_NAMES, "error": error,
                 "done": None if error else request.query_params.get("done"),
             },
@@ -415,8 +416,8 @@ class CampaignController(Controller):
 
 DEFAULT_BODY = (
     "<p>Dear {{ salutation }},</p>\n"
-    "<p>Our {{ service_line }} team can see your patients within days of a referral.</p>\n"
-    "<p>Questions? Reply to this email or call {{ owner_name }}.</p>\n"
+    "<p>Patients you refer to {{ program_name }} for {{ service_line }} are seen within days.</p>\n"
+    "<p>Questions? Reply to this email, or ask {{ owner_name }}.</p>\n"
 )
 
 

@@ -55,7 +55,7 @@ MERGE_FIELDS: dict[str, MergeField] = {
     "practice_name": MergeField("Practice", "your practice", "Smith & Jones Family Practice"),
     "owner_name": MergeField("Liaison's name", "the outreach team", "Jordan Avery"),
     "owner_email": MergeField("Liaison's email", "the program's reply address", "jordan.avery@example.org"),
-    "service_line": MergeField("Service line", "our cancer program", "Thoracic oncology"),
+    "service_line": MergeField("Service line", "cancer care", "thoracic oncology"),
     "program_name": MergeField("Program", "our oncology program", "Riverside Cancer Institute"),
     "campaign_name": MergeField("Campaign", "our clinician updates", "Lung screening referrals"),
     "unsubscribe_url": MergeField("Unsubscribe link", "a mailto: link to the program's reply address",

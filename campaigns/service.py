@@ -27,12 +27,12 @@ from campaigns.cadence import (
 from campaigns.config import MailConfig
 from campaigns.rendering import CompiledTemplate, TemplateError, compile_template
 from campaigns.sending import audience_ids, cadence_of, holdout_arm
-from campaigns.tables import Campaign, CampaignStep, Enrollment, Occurrence, Send
+from campaigns.tables import Campaign, CampaignStep, Enrollment, Occurrence, Send, Suppression
 from crm import audit
 from crm.audit import Actor
 from crm.db import atomic
 from crm.errors import FieldError
-from crm.tables import Segment
+from crm.tables import Clinician, Segment
 from crm.text import plain_text, single_line
 
 KINDS = {"one_off": "One-off", "recurring": "Recurring cadence", "sequence": "Sequence of steps"}
@@ -195,7 +195,7 @@ async def save_campaign(
             if campaign is None:
                 raise CampaignError("id", "no such campaign")
             if campaign.status not in EDITABLE:
-                raise CampaignError("status", f"a {campaign.status} campaign cannot be changed; pause it first")
+                raise CampaignError("status", f"this campaign is {campaign.status}: pause it before changing it")
             if campaign.holdout_percent != checked.holdout_percent and await _has_enrollments(campaign.id):
                 raise CampaignError("holdout_percent", "the holdout cannot change once clinicians are enrolled")
             before = _snapshot(campaign)
@@ -254,7 +254,7 @@ async def save_step(
         if campaign is None:
             raise CampaignError("id", "no such campaign")
         if campaign.status not in EDITABLE:
-            raise CampaignError("status", f"a {campaign.status} campaign cannot be changed; pause it first")
+            raise CampaignError("status", f"this campaign is {campaign.status}: pause it before changing it")
         existing = await steps_of(campaign_id)
         if step_id is None:
             if campaign.kind != "sequence" and existing:
@@ -288,6 +288,7 @@ class Preview:
     audience: int
     holdout: int
     problems: list[str]
+    mailable: int = 0
 
 
 async def preview(checked: CampaignInput | Campaign, now: datetime, salt: str = "") -> Preview:
@@ -298,8 +299,7 @@ async def preview(checked: CampaignInput | Campaign, now: datetime, salt: str = 
     times = next_fire_times(cadence, checked.time_zone, now, count=10, window=window)
     if not times:
         problems.append("this cadence has no future send time")
-    audience = 0
-    holdout = 0
+    audience = holdout = mailable = 0
     if checked.segment is None:
         problems.append("choose a segment: the campaign has no audience")
     elif not await Segment.exists().where(Segment.id == checked.segment).run():
@@ -308,10 +308,27 @@ async def preview(checked: CampaignInput | Campaign, now: datetime, salt: str = 
         probe = Campaign(segment=checked.segment, holdout_percent=checked.holdout_percent, holdout_salt=salt)
         ids = await audience_ids(probe)
         audience = len(ids)
-        holdout = sum(1 for cid in ids if holdout_arm(probe, cid) == "holdout")
+        treated = [cid for cid in ids if holdout_arm(probe, cid) == "treatment"]
+        holdout = audience - len(treated)
+        mailable = await _mailable(treated)
         if not audience:
             problems.append("the segment matches nobody today")
-    return Preview(times, audience, holdout, problems)
+        elif not mailable:
+            problems.append("nobody in the audience can be mailed today (no email address, do-not-contact, "
+                            "or suppressed)")
+    return Preview(times, audience, holdout, problems, mailable if checked.segment is not None else 0)
+
+
+async def _mailable(clinician_ids: list[int]) -> int:
+    """How many of these clinicians have an address that may be mailed now."""
+    total = 0
+    for start in range(0, len(clinician_ids), 900):
+        total += await Clinician.count().where(
+            Clinician.id.is_in(clinician_ids[start : start + 900]), Clinician.email.is_not_null(),
+            Clinician.email != "", Clinician.do_not_contact == False,  # noqa: E712
+            Clinician.email.not_in(Suppression.select(Suppression.email).where(Suppression.scope == "all")),
+        ).run()
+    return total
 
 
 async def transition(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from crm.activities import TimelineEntry
-from campaigns.tables import EmailEvent, Send
+from campaigns.tables import EmailEvent, Send, Suppression
+from crm.tables import Clinician
 
 SEND_TITLES = {
     "queued": "Email queued", "claimed": "Email being sent", "sending": "Email being sent", "sent": "Email sent",
@@ -18,22 +19,28 @@ EVENT_TITLES = {
     "group_resubscribe": "Resubscribed to a group",
 }
 QUIET_EVENTS = ("processed",)
+REASON_TITLES = {
+    "unsubscribe": "Unsubscribed", "group_unsubscribe": "Unsubscribed from a group", "hard_bounce": "Address bounced",
+    "soft_bounces": "Address suppressed after soft bounces", "spam_report": "Marked as spam",
+    "dropped": "Address dropped by SendGrid", "manual": "Suppressed by hand",
+}
 
 
 async def entries(clinician_id: int, limit: int) -> list[TimelineEntry]:
+    # What went out (or failed, or is in doubt): queued and skipped sends belong on the campaign page.
     sends = await Send.select(
         Send.id, Send.state, Send.skip_reason, Send.due_at, Send.sent_at, Send.last_error,
-        Send.campaign.name.as_alias("campaign_name"), Send.step.subject.as_alias("subject"),
-    ).where(Send.clinician == clinician_id).order_by(Send.id, ascending=False).limit(limit).run()
+        Send.campaign.name.as_alias("campaign_name"),
+    ).where(Send.clinician == clinician_id, Send.state.not_in(["queued", "claimed", "sending", "skipped"])).order_by(
+        Send.id, ascending=False
+    ).limit(limit).run()
     result = [
         TimelineEntry(
             at=row["sent_at"] or row["due_at"], kind="campaign-email",
             title=SEND_TITLES.get(row["state"], row["state"]),
             detail=" · ".join(
                 part for part in (
-                    row["campaign_name"], row["subject"],
-                    f"skipped: {row['skip_reason'].replace('_', ' ')}" if row["state"] == "skipped" else "",
-                    row["last_error"] if row["state"] in ("failed", "review") else "",
+                    row["campaign_name"], row["last_error"] if row["state"] in ("failed", "review") else "",
                 ) if part
             ),
             by="Campaign",
@@ -53,4 +60,14 @@ async def entries(clinician_id: int, limit: int) -> list[TimelineEntry]:
         )
         for row in events
     ]
+    email = await Clinician.select(Clinician.email).where(Clinician.id == clinician_id).first().run()
+    if email and email["email"]:
+        for row in await Suppression.select().where(Suppression.email == email["email"]).run():
+            result.append(TimelineEntry(
+                at=row["created_at"], kind="suppression", title=REASON_TITLES.get(row["reason"], "Suppressed"),
+                detail=f"no more outreach email to {row['email']}" + (
+                    f" ({row['scope']})" if row["scope"] != "all" else ""),
+                by={"link": "Unsubscribe link", "one_click": "Unsubscribe link", "webhook": "SendGrid"}.get(
+                    row["source"], "Liaison"),
+            ))
     return result

@@ -413,6 +413,9 @@ def demo(host: str, port: int, no_serve: bool) -> None:
     if not env.get("LIAISON_DATABASE_URL"):
         var_dir = load_settings(env).var_dir
         env["LIAISON_DATABASE_URL"] = f"sqlite:///{var_dir / 'demo.sqlite3'}"
+    if not env.get("LIAISON_BASE_URL"):
+        # Links in the demo's emails (unsubscribe) point at the port it serves on.
+        env["LIAISON_BASE_URL"] = f"http://{host}:{port}"
     settings = load_settings(env)
     passwords.use_profile(settings.password_hash_profile)
     connected(settings, create=True)
