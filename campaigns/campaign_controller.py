@@ -284,6 +284,17 @@ class CampaignController(Controller):
             worker.wake()
         return Redirect(f"/campaigns/{campaign_id}?done={action}", status_code=303)
 
+    @post("/{campaign_id:int}/review", opt=allow(Role.manager))
+    async def settle_review(self, request: Request, campaign_id: ObjectId) -> Redirect | Template:
+        """A manager settles the sends in review once SendGrid's activity shows their fate."""
+        await _get(campaign_id)
+        decision = str((await request.form()).get("decision", ""))
+        try:
+            await service.settle_review(campaign_id, decision, actor=request_actor(request), now=_now(request))
+        except service.CampaignError as error:
+            return await self._page(request, campaign_id, error=error.message, status=422)
+        return Redirect(f"/campaigns/{campaign_id}?done=review", status_code=303)
+
     @get("/{campaign_id:int}/sends")
     async def sends(self, request: Request, campaign_id: ObjectId) -> Template:
         """Who gets what and when: every send of the campaign, by state."""
@@ -451,13 +462,21 @@ async def _render_preview(request: Request, campaign: Campaign, form: Any) -> di
         context["error"] = f"{error.field.replace('_', ' ')}: {error.message}"
         return context
     chosen = str(form.get("clinician") or "")
+    npi = str(form.get("npi") or "").strip()
+    condition = None
+    if re.fullmatch(r"[0-9]{10}", npi):
+        condition = Clinician.npi == npi
+    elif re.fullmatch(r"[0-9]{1,9}", chosen):
+        condition = Clinician.id == int(chosen)
     row = None
-    if re.fullmatch(r"[0-9]{1,9}", chosen):
+    if condition is not None:
         row = await Clinician.select(
             Clinician.first_name, Clinician.middle_name, Clinician.last_name, Clinician.credential,
             Clinician.practice.name.as_alias("practice_name"), Clinician.owner.name.as_alias("owner_name"),
             Clinician.owner.email.as_alias("owner_email"),
-        ).where(Clinician.id == int(chosen)).first().run()
+        ).where(condition).first().run()
+        if row is None and npi:
+            context["notice"] = f"No clinician has the NPI {npi}; showing a sample clinician."
     unsubscribe = mail.unsubscribe_url("preview")
     if row:
         values = merge_values(

@@ -29,7 +29,7 @@ from campaigns.delivery import EmailBackend
 from campaigns.sending import (
     RUNNING, Dispatcher, DispatchReport, cadence_of, enroll_sequence, materialize, recover,
 )
-from campaigns.tables import Campaign, Occurrence, SchedulerLease
+from campaigns.tables import Campaign, Occurrence, SchedulerLease, Send
 from crm.db import atomic
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,28 @@ async def _record_missed(campaign_id: int, moment: datetime, now: datetime, grac
             )
         )
     log.warning("campaign %s: occurrence %s missed (beyond the grace period)", campaign_id, moment.isoformat())
+
+
+async def complete_finished(now: datetime) -> list[int]:
+    """Campaigns whose cadence has no time left (a one-off after its date, a recurring campaign
+    past its end) and nothing left to send become completed."""
+    done = []
+    for campaign in await Campaign.objects().where(Campaign.status.is_in(list(RUNNING))).run():
+        if campaign.ends_at is None or campaign.ends_at > now:
+            upcoming = fire_times_between(cadence_of(campaign), campaign.time_zone, now, now + timedelta(days=3660), limit=1)
+            if upcoming:
+                continue
+        if not await Occurrence.exists().where(Occurrence.campaign == campaign.id).run():
+            continue
+        if await Send.exists().where(Send.campaign == campaign.id, Send.state.is_in(["queued", "claimed", "sending"])).run():
+            continue
+        async with atomic():
+            await Campaign.update(
+                {Campaign.status: "completed", Campaign.updated_at: now, Campaign.version: Campaign.version + 1}
+            ).where(Campaign.id == campaign.id, Campaign.status.is_in(list(RUNNING))).run()
+        done.append(campaign.id)
+        log.info("campaign %s completed: its cadence has no time left and every email went out", campaign.id)
+    return done
 
 
 async def campaigns_signature() -> tuple:
@@ -211,6 +233,7 @@ class Worker:
                 for campaign_id in sorted(self._unfired):
                     await self._fire(campaign_id)
             await recover(now, timedelta(seconds=self.config.claim_timeout_seconds))
+            await complete_finished(now)
 
     async def rebuild(self) -> None:
         """Replace every job by the triggers of the running campaigns, then fire what came due."""

@@ -413,6 +413,24 @@ async def _check_ready(campaign: Campaign, now: datetime, config: MailConfig) ->
         raise CampaignError(error.field, error.message) from None
 
 
+async def settle_review(campaign_id: int, decision: str, *, actor: Actor, now: datetime) -> int:
+    """Sends in review (their batch's fate unknown after a crash) after a person checked the
+    provider's activity: ``sent`` (they went out) or ``resend`` (they did not: queue them again)."""
+    if decision not in ("sent", "resend"):
+        raise CampaignError("decision", "choose sent or resend")
+    async with atomic():
+        values = (
+            {Send.state: "sent", Send.sent_at: now, Send.updated_at: now} if decision == "sent"
+            else {Send.state: "queued", Send.due_at: now, Send.batch_id: "", Send.claimed_by: "", Send.updated_at: now}
+        )
+        rows = await Send.update(values).where(Send.campaign == campaign_id, Send.state == "review").returning(Send.id).run()
+        await audit.record(
+            f"campaign.review_{decision}", actor=actor, object_type="campaign", object_id=campaign_id,
+            before={"review": len(rows)}, after={"state": "sent" if decision == "sent" else "queued"},
+        )
+    return len(rows)
+
+
 async def funnel(campaign_id: int) -> dict[str, Any]:
     """Sends by state and skip reason, for the campaign page."""
     counts = await Send._meta.db.run_querystring(

@@ -46,7 +46,8 @@ def read_token(secret_key: str, purpose: str, token: str, count: int = 1) -> tup
         raw = base64.b64decode(token.translate(FROM_URLSAFE) + "=" * (-len(token) % 4), validate=True)
     except (binascii.Error, ValueError):
         raise TokenError("the link is not a valid link") from None
-    if len(raw) != expected:
+    if len(raw) != expected or base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != token:
+        # (the second check: unused low bits of the last character make other spellings)
         raise TokenError("the link is not a valid link")
     payload, tag = raw[:-TAG_BYTES], raw[-TAG_BYTES:]
     if not hmac.compare_digest(tag, _tag(secret_key, purpose, payload)):

@@ -23,7 +23,7 @@ from crm import audit
 from crm.audit import Actor
 from crm.db import atomic
 from crm.errors import FieldError
-from crm.tables import Segment, User
+from crm.tables import Clinician, Segment, User
 from crm.text import plain_text, single_line
 
 ANSWERS = ("yes", "maybe", "no")
@@ -216,6 +216,8 @@ async def answer(
             raise WorkshopError("status", "this workshop was cancelled")
         if now >= workshop.ends_at or workshop.status == "completed":
             raise WorkshopError("status", "this workshop is over")
+        if not await Clinician.exists().where(Clinician.id == clinician_id).run():
+            raise WorkshopError("clinician", "this invitation is no longer valid")
         current = await Rsvp.objects().where(Rsvp.workshop == workshop_id, Rsvp.clinician == clinician_id).first().run()
         previous = current.answer if current else None
         if reply == "yes" and previous in ("yes", "waitlist"):
@@ -264,3 +266,61 @@ async def counts(workshop_id: int) -> dict[str, int]:
         result[row["answer"]] = row["n"]
         result["attended"] += row["came"] or 0
     return result
+
+
+# ------------------------------------------------------------------------------------------------
+# On the day: check-in and walk-ins
+
+
+async def check_in(workshop_id: int, rsvp_id: int, attended: bool, now: datetime, actor: Actor) -> Rsvp:
+    """Record that the clinician of ``rsvp_id`` came (or undo it); recording what is already
+    recorded changes nothing. An answer to another workshop is refused (field ``rsvp``)."""
+    async with atomic():
+        workshop = await _lock(workshop_id)
+        if workshop is None:
+            raise WorkshopError("id", "no such workshop")
+        rsvp = await Rsvp.objects().where(Rsvp.id == rsvp_id, Rsvp.workshop == workshop_id).first().run()
+        if rsvp is None:
+            raise WorkshopError("rsvp", "no such answer to this workshop")
+        if workshop.status == "cancelled":
+            raise WorkshopError("status", "this workshop was cancelled")
+        if rsvp.attended == attended:
+            return rsvp
+        before = {"attended": rsvp.attended, "checked_in_at": str(rsvp.checked_in_at)}
+        rsvp.attended, rsvp.checked_in_at = attended, (now if attended else None)
+        await rsvp.save([Rsvp.attended, Rsvp.checked_in_at]).run()
+        await audit.record(
+            "workshop.check_in" if attended else "workshop.check_in_undo", actor=actor, object_type="rsvp",
+            object_id=rsvp.id, before=before,
+            after={"workshop": workshop_id, "clinician": rsvp.clinician, "attended": attended,
+                   "checked_in_at": str(rsvp.checked_in_at)},
+        )
+    return rsvp
+
+
+async def walk_in(workshop_id: int, clinician_id: int, now: datetime, actor: Actor) -> Rsvp:
+    """Check in a clinician who came without answering: recorded as a Yes from ``walk_in`` (even
+    beyond the capacity: they are in the room). One who had answered is checked in, answer kept."""
+    async with atomic():
+        workshop = await _lock(workshop_id)
+        if workshop is None:
+            raise WorkshopError("id", "no such workshop")
+        if workshop.status == "cancelled":
+            raise WorkshopError("status", "this workshop was cancelled")
+        if not await Clinician.exists().where(Clinician.id == clinician_id).run():
+            raise WorkshopError("clinician", "choose the clinician from the list")
+        rsvp = await Rsvp.objects().where(Rsvp.workshop == workshop_id, Rsvp.clinician == clinician_id).first().run()
+        if rsvp is not None and rsvp.attended:
+            return rsvp
+        if rsvp is None:
+            rsvp = Rsvp(workshop=workshop_id, clinician=clinician_id, answer="yes", answered_at=now,
+                        source="walk_in", attended=True, checked_in_at=now)
+            await rsvp.save().run()
+        else:
+            rsvp.attended, rsvp.checked_in_at = True, now
+            await rsvp.save([Rsvp.attended, Rsvp.checked_in_at]).run()
+        await audit.record(
+            "workshop.walk_in", actor=actor, object_type="rsvp", object_id=rsvp.id, before=None,
+            after={"workshop": workshop_id, "clinician": clinician_id, "answer": rsvp.answer, "attended": True},
+        )
+    return rsvp

@@ -27,7 +27,10 @@ from piccolo.engine.base import Engine
 from campaigns import timeline as campaign_timeline
 from campaigns.api import CampaignApi, SuppressionApi
 from campaigns.campaign_controller import CampaignController, OutboxController, SuppressionController
+from campaigns import workshop_timeline
 from campaigns.public_controller import UnsubscribeController
+from campaigns.rsvp_controller import RsvpController
+from campaigns.workshop_controller import WorkshopController
 from campaigns.scheduler import Worker
 from campaigns.webhook_controller import SendGridWebhookController
 from crm import activities, passwords
@@ -157,6 +160,7 @@ def create_app(
     store = session_store(settings)
     previews = preview_store(settings)
     activities.register_timeline_source(campaign_timeline.entries)
+    activities.register_timeline_source(workshop_timeline.entries)
     mail = settings.mail_config()
     backend = make_backend(settings)
 
@@ -198,7 +202,7 @@ def create_app(
         cookie_samesite="lax",
         header_name="x-csrftoken",
         # Signed by their own means: the provider's signature, or the token in the link.
-        exclude=["/webhooks/", "/p/unsubscribe/"],
+        exclude=["/webhooks/", "/p/unsubscribe/", "/p/rsvp/"],
     )
     limits = SessionLimits(
         idle_seconds=settings.session_idle_minutes * 60,
@@ -231,6 +235,8 @@ def create_app(
             RosterApi,
             ImportController,
             UnsubscribeController,
+            RsvpController,
+            WorkshopController,
             CampaignController,
             CampaignApi,
             SuppressionApi,

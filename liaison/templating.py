@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template import TemplateConfig
@@ -27,6 +28,7 @@ NAVIGATION = (
     NavItem("Practices", "/practices", frozenset(Role)),
     NavItem("Segments", "/segments", frozenset(Role)),
     NavItem("Campaigns", "/campaigns", frozenset(Role)),
+    NavItem("Workshops", "/workshops", frozenset(Role)),
     NavItem("Outbox", "/outbox", frozenset({Role.marketer, Role.manager})),
     NavItem("Suppressions", "/suppressions", frozenset({Role.marketer, Role.manager})),
     NavItem("My follow-ups", "/follow-ups", frozenset({Role.liaison, Role.manager})),
@@ -59,10 +61,24 @@ def when(value: datetime | None) -> str:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def zoned(value: datetime | None, time_zone: str) -> str:
+    """A timestamp on the wall clock of ``time_zone`` (a campaign's or a workshop's), with the zone."""
+    if value is None:
+        return "—"
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    try:
+        zone = ZoneInfo(time_zone)
+    except (ValueError, KeyError):
+        zone = timezone.utc
+    return value.astimezone(zone).strftime("%a %d %b %Y, %H:%M %Z")
+
+
 def _configure(engine: JinjaTemplateEngine) -> None:
     env = engine.engine
     env.globals.update(nav_for=nav_for, role_label=role_label)
     env.filters["when"] = when
+    env.filters["zoned"] = zoned
     env.trim_blocks = True
     env.lstrip_blocks = True
 

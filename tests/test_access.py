@@ -17,6 +17,7 @@ PUBLIC_ROUTES = {
     "/vendor/htmx/{file_path:path}",
     # Signed by their own means: the token in the link, the provider's ECDSA signature.
     "/p/unsubscribe/{token:str}",
+    "/p/rsvp/{token:str}",
     "/webhooks/sendgrid/events",
 }
 
@@ -45,6 +46,8 @@ PAGE_ACCESS = {
     "/campaigns/new": {Role.marketer, Role.manager},
     "/outbox": {Role.marketer, Role.manager},
     "/suppressions": {Role.marketer, Role.manager},
+    "/workshops": set(Role),
+    "/workshops/new": {Role.marketer, Role.manager},
 }
 
 

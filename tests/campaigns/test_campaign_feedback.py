@@ -95,3 +95,58 @@ async def test_a_draft_can_be_archived_from_its_page(db, client, signed_in, cloc
 
     assert f'action="/campaigns/{campaign.id}/archive"' in page.text
     assert archived.status_code == 303 and again.status_code == 422 and "already archived" in again.text
+
+
+async def test_a_one_off_campaign_completes_once_its_email_went_out(db, mail_config):
+    from campaigns.scheduler import complete_finished
+    from campaigns.tables import Campaign
+
+    await add_clinicians(2)
+    once = {"kind": "once", "date": "2027-03-02", "time": "10:30"}  # Tuesday, inside the window
+    campaign = await make_campaign(mail_config, START, name="One-off", kind="one_off", cadence=once)
+    moment = START + timedelta(minutes=31)
+
+    await fire_due(campaign.id, moment)
+    before = await complete_finished(moment)
+    await Dispatcher(mail_config, OutboxBackend(), "w").run_once(moment)
+    after = await complete_finished(moment)
+
+    assert before == [] and after == [campaign.id]
+    assert (await Campaign.objects().get(Campaign.id == campaign.id).run()).status == "completed"
+
+
+async def test_a_manager_settles_emails_in_review(db, client, signed_in, clock, mail_config):
+    from campaigns.sending import claim, materialize
+
+    clock.now = START.timestamp()
+    await add_clinicians(3)
+    campaign = await make_campaign(mail_config, START)
+    await materialize(campaign.id, START, START)
+    ids = await claim("w", START)
+    await Send.update({Send.state: "review"}).where(Send.id.is_in(ids)).run()
+    await signed_in("marketer")
+    shown = await client.get(f"/campaigns/{campaign.id}")
+    refused = await post_form(client, f"/campaigns/{campaign.id}/review", {"decision": "resend"})
+    await signed_in("manager")
+
+    bad = await post_form(client, f"/campaigns/{campaign.id}/review", {"decision": "maybe"})
+    settled = await post_form(client, f"/campaigns/{campaign.id}/review", {"decision": "resend"})
+
+    assert "emails are in review" in shown.text and "A manager settles them" in shown.text
+    assert refused.status_code == 403 and bad.status_code == 422 and settled.status_code == 303
+    assert {r["state"] for r in await Send.select(Send.state).run()} == {"queued"}
+
+
+async def test_the_preview_takes_any_clinician_by_npi(db, client, signed_in, clock, mail_config):
+    clock.now = START.timestamp()
+    ids = await add_clinicians(1)
+    await Clinician.update({Clinician.npi: "1234567893", Clinician.first_name: "Zoë"}).where(Clinician.id == ids[0]).run()
+    campaign = await make_campaign(mail_config, START, schedule=False, state="WI")  # not in the audience
+    await signed_in("marketer")
+    step = {"subject": "Hi {{ first_name }}", "html_body": "<p>x</p>"}
+
+    found = await post_form(client, f"/campaigns/{campaign.id}/steps/preview", {**step, "npi": "1234567893"})
+    missing = await post_form(client, f"/campaigns/{campaign.id}/steps/preview", {**step, "npi": "1234567812"})
+
+    assert "Hi Zoë" in found.text
+    assert "No clinician has the NPI 1234567812" in missing.text
