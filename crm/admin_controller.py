@@ -45,7 +45,7 @@ class UserAdminController(Controller):
         form = await request.form()
         values = {k: str(form.get(k, "")) for k in ("email", "name", "role", "password")}
         try:
-            user = await users.create_user(
+            await users.create_user(
                 values["email"], role=values["role"], password=values["password"],
                 name=values["name"], actor=request_actor(request),
             )

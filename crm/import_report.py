@@ -44,7 +44,6 @@ class ImportReport:
         return EXIT_SOME_REJECTED if self.rejected else EXIT_OK
 
     def summary_lines(self, max_errors: int = 20) -> list[str]:
-        verb = "would be" if self.dry_run else "were"
         lines = [
             f"{self.kind} import from {self.source}" + (f" ({self.file_format})" if self.file_format else "")
             + (" — dry run, nothing written" if self.dry_run else ""),
