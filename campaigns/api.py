@@ -17,9 +17,7 @@ from campaigns.cadence import CadenceError
 from campaigns.campaign_controller import SEND_STATES
 from campaigns.sending import cadence_of
 from campaigns.tables import Campaign, CampaignStep, Send, Suppression
-from crm import audit
-from crm.access import allow, current_user, signed_in
-from crm.db import atomic
+from crm.access import allow, signed_in
 from crm.forms import ObjectId, request_actor
 from crm.roles import Role
 from crm.roster import escape_like
@@ -326,25 +324,15 @@ class SuppressionApi(Controller):
     @post("/", summary="Suppress an address everywhere")
     async def add(self, request: Request, data: JSONBody[SuppressionIn]) -> SuppressionOut:
         try:
-            email = suppressions.checked_address(data.email)
+            row = await suppressions.add_by_hand(
+                data.email, detail=data.detail, source="api", actor=request_actor(request), now=_now(request)
+            )
         except ValueError as error:
             raise ValidationException(f"email: {error}") from None
-        async with atomic():
-            await suppressions.add(email, reason="manual", source="api", now=_now(request),
-                                   detail=single_line(data.detail)[:500], created_by=current_user(request).id)
-            row = await Suppression.objects().where(
-                Suppression.email == email, Suppression.scope == suppressions.ALL
-            ).first().run()
-            await audit.record("suppression.add", actor=request_actor(request), object_type="suppression",
-                               object_id=row.id, before=None, after={"email": email, "detail": data.detail[:500]})
         return SuppressionOut(row.id, row.email, row.scope, row.reason, row.source, row.detail, row.created_at)
 
     @delete("/{suppression_id:int}", summary="Allow an address again")
     async def remove(self, request: Request, suppression_id: ObjectId) -> None:
-        row = await Suppression.objects().where(Suppression.id == suppression_id).first().run()
-        if row is None:
+        if not await suppressions.remove_by_hand(suppression_id, actor=request_actor(request)):
             raise NotFoundException("No such suppression.")
-        await suppressions.remove(row.email, row.scope)
-        await audit.record("suppression.remove", actor=request_actor(request), object_type="suppression",
-                           object_id=suppression_id, before={"email": row.email, "reason": row.reason}, after=None)
 

@@ -29,9 +29,7 @@ from campaigns.delivery import Batch, Message
 from campaigns.rendering import MERGE_FIELDS, merge_values, sample_values
 from campaigns.sending import SENT_STATES, audience_ids, cadence_of, window_of
 from campaigns.tables import Campaign, CampaignStep, Occurrence, OutboxMessage, Send, Suppression
-from crm import audit
 from crm.access import allow, current_user, signed_in
-from crm.db import atomic
 from crm.forms import ObjectId, request_actor
 from crm.roles import Role
 from crm.roster import escape_like
@@ -545,25 +543,18 @@ class SuppressionController(Controller):
     async def add(self, request: Request) -> Template | Redirect:
         form = await request.form()
         try:
-            email = suppressions.checked_address(str(form.get("email", "")))
+            await suppressions.add_by_hand(
+                str(form.get("email", "")), detail=str(form.get("detail", "")), source="manual",
+                actor=request_actor(request), now=_now(request),
+            )
         except ValueError as error:
             return await self._page(request, error=f"{str(error)[:1].upper()}{str(error)[1:]}.", status=422)
-        user = current_user(request)
-        async with atomic():
-            await suppressions.add(
-                email, reason="manual", source="manual", now=_now(request),
-                detail=single_line(str(form.get("detail", "")))[:500], created_by=user.id,
-            )
         return Redirect("/suppressions?done=added", status_code=303)
 
     @post("/{suppression_id:int}/remove")
     async def remove(self, request: Request, suppression_id: ObjectId) -> Redirect:
-        row = await Suppression.objects().where(Suppression.id == suppression_id).first().run()
-        if row is None:
+        if not await suppressions.remove_by_hand(suppression_id, actor=request_actor(request)):
             raise NotFoundException("No such suppression.")
-        await suppressions.remove(row.email, row.scope)
-        await audit.record("suppression.remove", actor=request_actor(request), object_type="suppression",
-                           object_id=suppression_id, before={"email": row.email, "reason": row.reason}, after=None)
         return Redirect("/suppressions?done=removed", status_code=303)
 
     async def _page(self, request: Request, error: str | None = None, status: int = 200) -> Template:

@@ -14,6 +14,10 @@ from typing import Iterable
 from piccolo.querystring import QueryString
 
 from campaigns.tables import Send, Suppression
+from crm import audit
+from crm.audit import Actor
+from crm.db import atomic
+from crm.text import single_line
 
 REASONS = {
     "unsubscribe": "Unsubscribed",
@@ -126,3 +130,27 @@ async def remove(email: str, scope: str = ALL) -> int:
     email = normalise(email)
     rows = await Suppression.delete().where(Suppression.email == email, Suppression.scope == scope).returning(Suppression.id).run()
     return len(rows)
+
+
+async def add_by_hand(email: str, *, detail: str, source: str, actor: Actor, now: datetime) -> Suppression:
+    """A suppression added by a person (page or API), with the audit trail; ValueError for a bad address."""
+    address = checked_address(email)
+    detail = single_line(detail)[:500]
+    async with atomic():
+        await add(address, reason="manual", source=source, now=now, detail=detail, created_by=actor.user_id)
+        row = await Suppression.objects().where(Suppression.email == address, Suppression.scope == ALL).first().run()
+        await audit.record("suppression.add", actor=actor, object_type="suppression", object_id=row.id,
+                           before=None, after={"email": address, "detail": detail})
+    return row
+
+
+async def remove_by_hand(suppression_id: int, *, actor: Actor) -> bool:
+    """Allow an address again; False when there is no such suppression."""
+    async with atomic():
+        row = await Suppression.objects().where(Suppression.id == suppression_id).first().run()
+        if row is None:
+            return False
+        await remove(row.email, row.scope)
+        await audit.record("suppression.remove", actor=actor, object_type="suppression", object_id=suppression_id,
+                           before={"email": row.email, "reason": row.reason}, after=None)
+    return True
