@@ -26,6 +26,7 @@ from piccolo.engine.base import Engine
 
 from campaigns import timeline as campaign_timeline
 from campaigns.api import CampaignApi, SuppressionApi
+from campaigns.workshop_api import WorkshopApi
 from campaigns.campaign_controller import CampaignController, OutboxController, SuppressionController
 from campaigns import workshop_timeline
 from campaigns.public_controller import UnsubscribeController
@@ -240,6 +241,7 @@ def create_app(
             CampaignController,
             CampaignApi,
             SuppressionApi,
+            WorkshopApi,
             OutboxController,
             SuppressionController,
             SendGridWebhookController,

@@ -47,6 +47,7 @@ PAGE_ACCESS = {
     "/outbox": {Role.marketer, Role.manager},
     "/suppressions": {Role.marketer, Role.manager},
     "/workshops": set(Role),
+    "/api/v1/workshops": set(Role),
     "/workshops/new": {Role.marketer, Role.manager},
 }
 
