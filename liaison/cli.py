@@ -370,28 +370,60 @@ def serve(host: str, port: int, worker: bool | None) -> None:
 @click.option("--no-schedule", is_flag=True, help="Only dispatch; never take the scheduler lease.")
 def worker_command(no_schedule: bool) -> None:
     """Run the campaign scheduler (one at a time, by lease) and the dispatcher until stopped."""
+    import time
+
     settings = load_settings()
-    connected(settings)
-    _require_migrated()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("piccolo").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # A worker is a long-running service: started while the database restarts, it waits for it
+    # (a database that answers but lacks migrations is still refused at once).
+    delay = 1.0
+    while True:
+        try:
+            connected(settings)
+            break
+        except Refused as error:
+            if settings.database_url.startswith("sqlite"):
+                raise
+            logging.getLogger("liaison.worker").warning(
+                "the database does not answer (%s); trying again in %.0f s", error.format_message(), delay
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, 15.0)
+    _require_migrated()
     run(_work(settings, schedule=not no_schedule))
 
 
 async def _work(settings: Settings, *, schedule: bool) -> None:
     import signal
 
+    import asyncpg
+
     from campaigns.scheduler import Worker
     from liaison.mail import make_backend
 
     engine = db.activate(db.engine_for(settings))
-    await db.open_pool(engine, settings)
-    worker = Worker(settings.mail_config(), make_backend(settings), schedule=schedule)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    # A worker that starts while the database restarts waits for it instead of exiting.
+    delay = 1.0
+    while True:
+        try:
+            await db.open_pool(engine, settings)
+            break
+        except (OSError, asyncpg.PostgresError) as error:
+            logging.getLogger("liaison.worker").warning(
+                "the database does not answer (%s); trying again in %.0f s", error, delay
+            )
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+                return
+            except asyncio.TimeoutError:
+                delay = min(delay * 2, 15.0)
+    worker = Worker(settings.mail_config(), make_backend(settings), schedule=schedule)
     await worker.start()
     click.echo(f"liaison worker {worker.worker_id} running (Ctrl-C stops it)")
     try:

@@ -366,7 +366,7 @@ async def test_workers_ride_out_a_database_outage(cluster, mail_config):
         )
         workers = [cluster.start_worker(), cluster.start_worker()]
         deadline = time.monotonic() + 30
-        while pid_of(await lease_holder(utc_now())) is None:
+        while pid_of(await lease_holder(utc_now())) is None or not all(w.ready() for w in workers):
             assert time.monotonic() < deadline, cluster.logs()
             await asyncio.sleep(0.1)
 
@@ -402,3 +402,22 @@ async def test_workers_ride_out_a_database_outage(cluster, mail_config):
         assert campaign_id
     finally:
         fake.stop()
+
+
+async def test_a_worker_started_while_the_database_is_down_waits_for_it(cluster):
+    name = urlsplit(cluster.url).path.lstrip("/")
+    admin = await asyncpg.connect(dsn=POSTGRES_URL)
+    try:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        worker = cluster.start_worker()
+        await asyncio.sleep(3)
+        assert worker.alive() and not worker.ready(), worker.output()
+        assert "the database does not answer" in worker.output()
+    finally:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await admin.close()
+    deadline = time.monotonic() + 30
+    while not worker.ready():
+        assert time.monotonic() < deadline, worker.output()
+        await asyncio.sleep(0.2)
+    assert cluster.terminate(worker) == 0, worker.output()[-3000:]
