@@ -6,14 +6,17 @@ the roster as CSV, cancellation with a confirmation step, and the check-in list 
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import PurePath
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo
 
 from litestar import Controller, Request, Response, get, post
 from litestar.exceptions import NotFoundException
+from litestar.datastructures import UploadFile
 from litestar.response import Redirect, Template
 from piccolo.query.functions.aggregate import Count
 
+from campaigns.attendance_import import import_attendance
 from campaigns.campaign_controller import TIME_ZONES, _now
 from campaigns.tables import Rsvp, Workshop
 from campaigns.workshops import (
@@ -28,6 +31,7 @@ from campaigns.workshops import (
     walk_in,
 )
 from crm.access import allow, current_user, signed_in
+from crm.csv_input import InputRefused
 from crm.csv_output import csv_chunk
 from crm.forms import ObjectId, request_actor
 from crm.roles import Role, role_allows
@@ -48,6 +52,8 @@ CHECK_IN_ANSWERS = ("yes", "waitlist", "maybe")
 CHANGE_LABELS = {"starts_at": "the date or time", "ends_at": "the date or time", "time_zone": "the time zone",
                  "venue": "the venue", "virtual_url": "the virtual link"}
 PAST_SHOWN = 50
+ATTENDANCE_MAX_BYTES = 5 * 1024 * 1024
+ATTENDANCE_SHOWN_ERRORS = 500
 WALK_IN_MATCHES = 20
 DONE = {
     "created": "Workshop saved. Invitations to the segment are sent in a later step.",
@@ -335,6 +341,35 @@ class WorkshopController(Controller):
         except WorkshopError as error:
             return await self._check_in_page(request, workshop_id, error=error.message, status=422)
         return Redirect(f"/workshops/{workshop_id}/check-in?done=walk_in#rsvp-{rsvp.id}", status_code=303)
+
+    # -- attendance import ------------------------------------------------------------------------
+
+    @get("/{workshop_id:int}/attendance", opt=allow(*EDIT_ROLES))
+    async def attendance_form(self, workshop_id: ObjectId) -> Template:
+        workshop = await _get(workshop_id)
+        return Template(template_name="workshops/attendance.html",
+                        context={**_view(workshop), "error": None, "report": None,
+                                 "limit_mb": ATTENDANCE_MAX_BYTES // 2**20})
+
+    @post("/{workshop_id:int}/attendance", opt=allow(*EDIT_ROLES), request_max_body_size=ATTENDANCE_MAX_BYTES)
+    async def attendance_upload(self, request: Request, workshop_id: ObjectId) -> Template:
+        workshop = await _get(workshop_id)
+        upload = (await request.form()).get("file")
+        context: dict[str, Any] = {**_view(workshop), "error": None, "report": None,
+                                   "limit_mb": ATTENDANCE_MAX_BYTES // 2**20}
+        if not isinstance(upload, UploadFile) or not upload.filename:
+            return Template(template_name="workshops/attendance.html", status_code=422,
+                            context={**context, "error": "Choose a file to upload."})
+        upload.file.seek(0)
+        content = upload.file.read(ATTENDANCE_MAX_BYTES + 1)
+        try:
+            report = await import_attendance(workshop_id, content, actor=request_actor(request), now=_now(request),
+                                             display_name=PurePath(upload.filename).name[:200])
+        except InputRefused as refused:
+            return Template(template_name="workshops/attendance.html", status_code=422,
+                            context={**context, "error": f"Refused, nothing was recorded: {refused}"})
+        return Template(template_name="workshops/attendance.html",
+                        context={**context, "report": report, "errors": report.rejected[:ATTENDANCE_SHOWN_ERRORS]})
 
     # -- pages ------------------------------------------------------------------------------------
 
