@@ -4,7 +4,7 @@ the pages."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -18,7 +18,7 @@ from campaigns.campaign_controller import SEND_STATES
 from campaigns.sending import cadence_of
 from campaigns.tables import Campaign, CampaignStep, Send, Suppression
 from crm.access import allow, signed_in
-from crm.forms import ObjectId, request_actor
+from crm.forms import ObjectId, request_actor, request_now
 from crm.roles import Role
 from crm.roster import escape_like
 from crm.text import single_line
@@ -29,9 +29,6 @@ Limit = Annotated[int, QueryParameter(ge=1, le=1000)]
 After = Annotated[int, QueryParameter(ge=0, le=2**31 - 1)]
 Action = Annotated[str, PathParameter(pattern="^(schedule|pause|resume|complete|archive)$")]
 
-
-def _now(request: Request) -> datetime:
-    return datetime.fromtimestamp(request.app.state["clock"](), timezone.utc)
 
 
 class CampaignIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -200,21 +197,21 @@ class CampaignApi(Controller):
             if status not in service.STATUSES:
                 raise ValidationException(f"status: use one of {', '.join(service.STATUSES)}")
             query = query.where(Campaign.status == status)
-        now = _now(request)
+        now = request_now(request)
         return [await _out(c, now) for c in await query.run()]
 
     @post("/campaigns", summary="Create a draft campaign", opt=EDIT)
     async def create(self, request: Request, data: JSONBody[CampaignIn]) -> CampaignOut:
         values = _merged(data, {})
         try:
-            campaign = await service.save_campaign(values, actor=request_actor(request), now=_now(request))
+            campaign = await service.save_campaign(values, actor=request_actor(request), now=request_now(request))
         except (service.CampaignError, CadenceError) as error:
             raise _refuse(error) from None
-        return await _out(campaign, _now(request))
+        return await _out(campaign, request_now(request))
 
     @get("/campaigns/{campaign_id:int}", summary="One campaign with its steps, next send times and funnel")
     async def campaign(self, request: Request, campaign_id: ObjectId) -> CampaignOut:
-        return await _out(await _campaign(campaign_id), _now(request))
+        return await _out(await _campaign(campaign_id), request_now(request))
 
     @patch("/campaigns/{campaign_id:int}", summary="Change a campaign's settings (fields left out are kept)",
            opt=EDIT)
@@ -222,12 +219,12 @@ class CampaignApi(Controller):
         campaign = await _campaign(campaign_id)
         try:
             campaign = await service.save_campaign(
-                _merged(data, _settings_of(campaign)), actor=request_actor(request), now=_now(request),
+                _merged(data, _settings_of(campaign)), actor=request_actor(request), now=request_now(request),
                 campaign_id=campaign_id,
             )
         except (service.CampaignError, CadenceError) as error:
             raise _refuse(error) from None
-        return await _out(campaign, _now(request))
+        return await _out(campaign, request_now(request))
 
     @post("/campaigns/{campaign_id:int}/steps", summary="Write the email (adds a step to a sequence)", opt=EDIT)
     async def add_step(self, request: Request, campaign_id: ObjectId, data: JSONBody[StepIn]) -> CampaignOut:
@@ -254,11 +251,11 @@ class CampaignApi(Controller):
         try:
             await service.save_step(
                 campaign_id, values, actor=request_actor(request),
-                config=request.app.state["mail"], now=_now(request), step_id=step_id,
+                config=request.app.state["mail"], now=request_now(request), step_id=step_id,
             )
         except service.CampaignError as error:
             raise _refuse(error) from None
-        return await _out(await _campaign(campaign_id), _now(request))
+        return await _out(await _campaign(campaign_id), request_now(request))
 
     @post("/campaigns/{campaign_id:int}/actions/{action:str}", status_code=200, opt=EDIT,
           summary="schedule, pause, resume, complete or archive")
@@ -266,14 +263,14 @@ class CampaignApi(Controller):
         await _campaign(campaign_id)
         try:
             campaign = await service.transition(
-                campaign_id, action, actor=request_actor(request), now=_now(request), config=request.app.state["mail"]
+                campaign_id, action, actor=request_actor(request), now=request_now(request), config=request.app.state["mail"]
             )
         except service.CampaignError as error:
             raise _refuse(error) from None
         worker = request.app.state.get("worker")
         if worker is not None:
             worker.wake()
-        return await _out(campaign, _now(request))
+        return await _out(campaign, request_now(request))
 
     @get("/campaigns/{campaign_id:int}/sends", summary="A campaign's sends, a page at a time")
     async def sends(
@@ -325,7 +322,7 @@ class SuppressionApi(Controller):
     async def add(self, request: Request, data: JSONBody[SuppressionIn]) -> SuppressionOut:
         try:
             row = await suppressions.add_by_hand(
-                data.email, detail=data.detail, source="api", actor=request_actor(request), now=_now(request)
+                data.email, detail=data.detail, source="api", actor=request_actor(request), now=request_now(request)
             )
         except ValueError as error:
             raise ValidationException(f"email: {error}") from None

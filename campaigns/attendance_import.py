@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 from campaigns.tables import Rsvp
-from campaigns.workshops import _lock, get_workshop
+from campaigns.workshops import add_walk_in, get_workshop, lock_workshop, set_attended
 from crm import audit
 from crm.audit import Actor
 from crm.csv_input import InputRefused, RowError, normalise_header, open_csv
@@ -207,7 +207,7 @@ async def import_attendance(
     matched = await _match(rows, columns, report)
     report.rejected.sort(key=lambda error: error.row)
     async with atomic():
-        workshop = await _lock(workshop_id)
+        workshop = await lock_workshop(workshop_id)
         if workshop is None:
             raise InputRefused("no such workshop")
         if workshop.status == "cancelled":
@@ -220,37 +220,15 @@ async def import_attendance(
                 existing[rsvp.clinician] = rsvp
         for row, clinician in matched:
             rsvp = existing.get(clinician)
-            if rsvp is None and not row.attended:
-                report.unchanged += 1
-            elif rsvp is None:
-                # As a walk-in: a Yes (even beyond the capacity: they were in the room).
-                rsvp = Rsvp(workshop=workshop_id, clinician=clinician, answer="yes", answered_at=now,
-                            source="import", attended=True, checked_in_at=now)
-                await rsvp.save().run()
-                existing[clinician] = rsvp
+            if rsvp is None and row.attended:
+                existing[clinician] = await add_walk_in(workshop_id, clinician, now=now, actor=actor, source="import")
                 report.added += 1
-                await audit.record(
-                    "workshop.walk_in", actor=actor, object_type="rsvp", object_id=rsvp.id, before=None,
-                    after={"workshop": workshop_id, "clinician": clinician, "answer": "yes", "attended": True,
-                           "source": "import"},
-                )
-            elif bool(rsvp.attended) == row.attended:
+            elif rsvp is None or not await set_attended(rsvp, row.attended, now=now, actor=actor, source="import"):
                 report.unchanged += 1
+            elif row.attended:
+                report.marked += 1
             else:
-                # As a check-in (or its undo): the answer is kept.
-                before = {"attended": rsvp.attended, "checked_in_at": str(rsvp.checked_in_at)}
-                rsvp.attended, rsvp.checked_in_at = row.attended, (now if row.attended else None)
-                await rsvp.save([Rsvp.attended, Rsvp.checked_in_at]).run()
-                if row.attended:
-                    report.marked += 1
-                else:
-                    report.unmarked += 1
-                await audit.record(
-                    "workshop.check_in" if row.attended else "workshop.check_in_undo", actor=actor,
-                    object_type="rsvp", object_id=rsvp.id, before=before,
-                    after={"workshop": workshop_id, "clinician": clinician, "attended": row.attended,
-                           "checked_in_at": str(rsvp.checked_in_at), "source": "import"},
-                )
+                report.unmarked += 1
         if report.marked or report.added or report.unmarked:
             await audit.record(
                 "workshop.attendance_import", actor=actor, object_type="workshop", object_id=workshop_id,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Annotated, Any, Mapping
 from zoneinfo import ZoneInfo
 
@@ -30,7 +30,7 @@ from campaigns.rendering import MERGE_FIELDS, merge_values, sample_values
 from campaigns.sending import SENT_STATES, audience_ids, cadence_of, window_of
 from campaigns.tables import Campaign, CampaignStep, Occurrence, OutboxMessage, Send, Suppression
 from crm.access import allow, current_user, signed_in
-from crm.forms import ObjectId, request_actor
+from crm.forms import ObjectId, request_actor, request_now
 from crm.roles import Role
 from crm.roster import escape_like
 from crm.text import single_line
@@ -72,9 +72,6 @@ async def keep_preview(request: Request, html: str) -> str:
     await request.app.stores.get("previews").set(key, html.encode("utf-8"), expires_in=PREVIEW_SECONDS)
     return f"/campaigns/preview-body/{key}"
 
-
-def _now(request: Request) -> datetime:
-    return datetime.fromtimestamp(request.app.state["clock"](), timezone.utc)
 
 
 def cadence_from_form(form: Mapping[str, Any]) -> dict[str, Any]:
@@ -180,7 +177,7 @@ class CampaignController(Controller):
             query = query.where(Campaign.status != "archived")
         campaigns = await query.run()
         names = {row["id"]: row["name"] for row in await _segments()}
-        now = _now(request)
+        now = request_now(request)
         rows = []
         for campaign in campaigns:
             upcoming = service.upcoming(campaign, now, count=1) if campaign.status in ("scheduled", "active") else []
@@ -200,7 +197,7 @@ class CampaignController(Controller):
     async def create(self, request: Request) -> Template | Redirect:
         data = campaign_from_form(await request.form())
         try:
-            campaign = await service.save_campaign(data, actor=request_actor(request), now=_now(request))
+            campaign = await service.save_campaign(data, actor=request_actor(request), now=request_now(request))
         except (service.CampaignError, CadenceError) as error:
             return await self._builder(None, _shown_values(data), errors={error.field: error.message}, status=422)
         return Redirect(f"/campaigns/{campaign.id}/steps/new", status_code=303)
@@ -212,7 +209,7 @@ class CampaignController(Controller):
         context: dict[str, Any] = {"error": None, "preview": None}
         try:
             checked = service.CampaignInput.from_mapping({**data, "name": data["name"] or "preview"})
-            preview = await service.preview(checked, _now(request))
+            preview = await service.preview(checked, request_now(request))
             context.update(
                 preview=preview, times=local_times(preview.next_times, checked.time_zone),
                 describe=cadence_of(checked).describe(), window=checked.window(),
@@ -228,7 +225,7 @@ class CampaignController(Controller):
 
     async def _page(self, request: Request, campaign_id: int, error: str | None = None, status: int = 200) -> Template:
         campaign = await _get(campaign_id)
-        now = _now(request)
+        now = request_now(request)
         steps = await service.steps_of(campaign_id)
         occurrences = await Occurrence.objects().where(Occurrence.campaign == campaign_id).order_by(
             Occurrence.scheduled_for, ascending=False
@@ -260,7 +257,7 @@ class CampaignController(Controller):
         campaign = await _get(campaign_id)
         data = campaign_from_form(await request.form())
         try:
-            await service.save_campaign(data, actor=request_actor(request), now=_now(request), campaign_id=campaign_id)
+            await service.save_campaign(data, actor=request_actor(request), now=request_now(request), campaign_id=campaign_id)
         except (service.CampaignError, CadenceError) as error:
             return await self._builder(campaign, _shown_values(data), errors={error.field: error.message}, status=422)
         return Redirect(f"/campaigns/{campaign_id}?done=saved", status_code=303)
@@ -273,7 +270,7 @@ class CampaignController(Controller):
             raise NotFoundException("No such action.")
         try:
             await service.transition(
-                campaign_id, action, actor=request_actor(request), now=_now(request), config=request.app.state["mail"]
+                campaign_id, action, actor=request_actor(request), now=request_now(request), config=request.app.state["mail"]
             )
         except service.CampaignError as error:
             return await self._page(request, campaign_id, error=error.message, status=422)
@@ -288,7 +285,7 @@ class CampaignController(Controller):
         await _get(campaign_id)
         decision = str((await request.form()).get("decision", ""))
         try:
-            await service.settle_review(campaign_id, decision, actor=request_actor(request), now=_now(request))
+            await service.settle_review(campaign_id, decision, actor=request_actor(request), now=request_now(request))
         except service.CampaignError as error:
             return await self._page(request, campaign_id, error=error.message, status=422)
         return Redirect(f"/campaigns/{campaign_id}?done=review", status_code=303)
@@ -391,7 +388,7 @@ class CampaignController(Controller):
         try:
             await service.save_step(
                 campaign_id, values, actor=request_actor(request), config=request.app.state["mail"],
-                now=_now(request), step_id=step_id,
+                now=request_now(request), step_id=step_id,
             )
         except service.CampaignError as error:
             step = await _step(campaign_id, step_id) if step_id else None
@@ -545,7 +542,7 @@ class SuppressionController(Controller):
         try:
             await suppressions.add_by_hand(
                 str(form.get("email", "")), detail=str(form.get("detail", "")), source="manual",
-                actor=request_actor(request), now=_now(request),
+                actor=request_actor(request), now=request_now(request),
             )
         except ValueError as error:
             return await self._page(request, error=f"{str(error)[:1].upper()}{str(error)[1:]}.", status=422)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Annotated
 
 from litestar import Controller, Request, get, post
@@ -11,11 +10,9 @@ from litestar.response import Template
 
 from campaigns import unsubscribe as unsubscribing
 from campaigns.tokens import TokenError
+from crm.forms import request_now
 from crm.access import public
 
-
-def _now(request: Request) -> datetime:
-    return datetime.fromtimestamp(request.app.state["clock"](), timezone.utc)
 
 # No length limit here: a refused token gets the page that says so (``read_token`` checks it).
 Token = Annotated[str, PathParameter()]
@@ -48,7 +45,7 @@ class UnsubscribeController(Controller):
         source = "one_click" if b"List-Unsubscribe=One-Click" in body else "link"
         try:
             subscription = await unsubscribing.unsubscribe(
-                request.app.state["mail"].secret_key, token, now=_now(request), source=source
+                request.app.state["mail"].secret_key, token, now=request_now(request), source=source
             )
         except TokenError as error:
             return _invalid(settings, str(error))

@@ -9,7 +9,6 @@ is gone, gets the 400 page and changes nothing.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
@@ -22,6 +21,7 @@ from campaigns.rsvp_links import Invitation, invitation, schedule_text, waitlist
 from campaigns.tokens import TokenError
 from campaigns.unsubscribe import mask
 from campaigns.workshops import WorkshopError
+from crm.forms import request_now
 from crm.access import public
 
 # Search engines and link previews have no business with a personal invitation.
@@ -32,9 +32,6 @@ ANSWER_LABELS = {"yes": "Yes", "maybe": "Maybe", "no": "No"}
 STATUS_BY_STATE = {"open": 200, "cancelled": 200, "over": 410}
 REFUSED_STATUS = {"cancelled": 409, "over": 410}
 
-
-def _now(request: Request) -> datetime:
-    return datetime.fromtimestamp(request.app.state["clock"](), timezone.utc)
 
 
 # No length limit here: a refused token gets the page that says so (``read_token`` checks it).
@@ -52,7 +49,7 @@ class RsvpController(Controller):
             invited = await invitation(request.app.state["mail"].secret_key, token)
         except TokenError as error:
             return _invalid(request, str(error))
-        state = invited.state(_now(request))
+        state = invited.state(request_now(request))
         return _page(request, invited, token, state, status_code=STATUS_BY_STATE[state])
 
     @post("/{token:str}", status_code=200)
@@ -61,7 +58,7 @@ class RsvpController(Controller):
             invited = await invitation(request.app.state["mail"].secret_key, token)
         except TokenError as error:
             return _invalid(request, str(error))
-        now = _now(request)
+        now = request_now(request)
         state = invited.state(now)
         if state != "open":
             return _page(request, invited, token, state, refused=True, status_code=REFUSED_STATUS[state])

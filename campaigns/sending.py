@@ -38,17 +38,13 @@ SENT_STATES = ("sent", "delivered", "opened", "clicked", "bounced", "dropped", "
 UNSUBSCRIBE_PURPOSE = "unsubscribe"
 
 
-def holdout_arm(campaign: Campaign | dict, clinician_id: int) -> str:
+def holdout_arm(campaign: Campaign, clinician_id: int) -> str:
     """``holdout`` for a stable, random share of clinicians (the campaign's holdout percentage)."""
-    percent = _get(campaign, "holdout_percent") or 0
+    percent = campaign.holdout_percent or 0
     if percent <= 0:
         return "treatment"
-    digest = hashlib.sha256(f"{_get(campaign, 'holdout_salt')}:{clinician_id}".encode()).digest()
+    digest = hashlib.sha256(f"{campaign.holdout_salt}:{clinician_id}".encode()).digest()
     return "holdout" if int.from_bytes(digest[:8], "big") % 10_000 < percent * 100 else "treatment"
-
-
-def _get(obj: Any, name: str) -> Any:
-    return obj[name] if isinstance(obj, dict) else getattr(obj, name)
 
 
 def _one_of(column: str, ids: Iterable[int]) -> tuple[str, list[Any]]:

@@ -30,7 +30,7 @@ from campaigns.sending import audience_ids, cadence_of, holdout_arm
 from campaigns.tables import Campaign, CampaignStep, Enrollment, Occurrence, Send, Suppression
 from crm import audit
 from crm.audit import Actor
-from crm.db import atomic
+from crm.db import atomic, lock_row
 from crm.errors import FieldError
 from crm.tables import Clinician, Segment
 from crm.text import plain_text, single_line
@@ -159,10 +159,7 @@ async def get_campaign(campaign_id: int) -> Campaign | None:
 async def lock_campaign(campaign_id: int) -> Campaign | None:
     """The campaign, locked until the transaction ends, so that concurrent changes queue instead
     of overwriting each other (SQLite's IMMEDIATE transaction already serialises writers)."""
-    if Campaign._meta.db.engine_type == "postgres":
-        await Campaign._meta.db.run_querystring(
-            QueryString("SELECT id FROM campaign WHERE id = {} FOR UPDATE", campaign_id)
-        )
+    await lock_row(Campaign, campaign_id)
     return await get_campaign(campaign_id)
 
 

@@ -15,13 +15,12 @@ import msgspec
 from litestar import Controller, Request, get, patch, post, put
 from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import JSONBody, QueryParameter
-from piccolo.query.functions.aggregate import Count
 
 from campaigns import workshops
 from campaigns.tables import Rsvp, Workshop
 from campaigns.workshops import WorkshopError
 from crm.access import allow, signed_in
-from crm.forms import ObjectId, request_actor
+from crm.forms import ObjectId, request_actor, request_now
 from crm.roles import Role
 from crm.tables import Clinician
 
@@ -33,9 +32,6 @@ When = Annotated["str | None", QueryParameter(required=False)]
 Unset = msgspec.UnsetType
 UNSET = msgspec.UNSET
 
-
-def _now(request: Request) -> datetime:
-    return datetime.fromtimestamp(request.app.state["clock"](), timezone.utc)
 
 
 class WorkshopIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -149,22 +145,6 @@ def _merged(data: WorkshopIn, base: dict[str, str]) -> dict[str, str]:
     return values
 
 
-async def _counts(ids: list[int]) -> dict[int, dict[str, int]]:
-    result = {i: {name: 0 for name in ("yes", "waitlist", "maybe", "no", "attended")} for i in ids}
-    if not ids:
-        return result
-    rows = await Rsvp.select(Rsvp.workshop, Rsvp.answer, Count(Rsvp.id, alias="n")).where(
-        Rsvp.workshop.is_in(ids)
-    ).group_by(Rsvp.workshop, Rsvp.answer).run()
-    for row in rows:
-        result[row["workshop"]][row["answer"]] = row["n"]
-    came = await Rsvp.select(Rsvp.workshop, Count(Rsvp.id, alias="n")).where(
-        Rsvp.workshop.is_in(ids), Rsvp.attended == True  # noqa: E712
-    ).group_by(Rsvp.workshop).run()
-    for row in came:
-        result[row["workshop"]]["attended"] = row["n"]
-    return result
-
 
 def _out(workshop: Workshop, tally: dict[str, int], promoted: list[int] | None = None) -> WorkshopOut:
     zone = _zone(workshop)
@@ -182,7 +162,7 @@ def _out(workshop: Workshop, tally: dict[str, int], promoted: list[int] | None =
 
 
 async def _one(workshop: Workshop, promoted: list[int] | None = None) -> WorkshopOut:
-    return _out(workshop, (await _counts([workshop.id]))[workshop.id], promoted)
+    return _out(workshop, (await workshops.counts_by_workshop([workshop.id]))[workshop.id], promoted)
 
 
 async def _workshop(workshop_id: int) -> Workshop:
@@ -219,7 +199,7 @@ class WorkshopApi(Controller):
         when = when or "upcoming"
         if when not in WHEN:
             raise ValidationException(f"when: use one of {', '.join(WHEN)}")
-        now = _now(request)
+        now = request_now(request)
         query = Workshop.objects().limit(LISTED)
         if when == "upcoming":
             query = query.where(Workshop.ends_at > now).order_by(Workshop.starts_at).order_by(Workshop.id)
@@ -230,14 +210,14 @@ class WorkshopApi(Controller):
         else:
             query = query.order_by(Workshop.starts_at, ascending=False).order_by(Workshop.id, ascending=False)
         rows = await query.run()
-        tallies = await _counts([w.id for w in rows])
+        tallies = await workshops.counts_by_workshop([w.id for w in rows])
         return [_out(w, tallies[w.id]) for w in rows]
 
     @post("/workshops", summary="Plan a workshop", opt=EDIT)
     async def create(self, request: Request, data: JSONBody[WorkshopIn]) -> WorkshopOut:
         try:
             workshop, promoted = await workshops.save_workshop(
-                _merged(data, {}), actor=request_actor(request), now=_now(request)
+                _merged(data, {}), actor=request_actor(request), now=request_now(request)
             )
         except WorkshopError as error:
             raise _refuse(error) from None
@@ -254,7 +234,7 @@ class WorkshopApi(Controller):
         workshop = await _workshop(workshop_id)
         try:
             workshop, promoted = await workshops.save_workshop(
-                _merged(data, _form_of(workshop)), actor=request_actor(request), now=_now(request),
+                _merged(data, _form_of(workshop)), actor=request_actor(request), now=request_now(request),
                 workshop_id=workshop_id,
             )
         except WorkshopError as error:
@@ -265,7 +245,7 @@ class WorkshopApi(Controller):
     async def cancel(self, request: Request, workshop_id: ObjectId) -> WorkshopOut:
         await _workshop(workshop_id)
         try:
-            workshop = await workshops.cancel_workshop(workshop_id, actor=request_actor(request), now=_now(request))
+            workshop = await workshops.cancel_workshop(workshop_id, actor=request_actor(request), now=request_now(request))
         except WorkshopError as error:
             raise _refuse(error) from None
         return await _one(workshop)
@@ -300,7 +280,7 @@ class WorkshopApi(Controller):
         if not await Clinician.exists().where(Clinician.id == clinician_id).run():
             raise NotFoundException("No such clinician.")
         try:
-            result = await workshops.answer(workshop_id, clinician_id, data.answer, now=_now(request), source="api")
+            result = await workshops.answer(workshop_id, clinician_id, data.answer, now=request_now(request), source="api")
         except WorkshopError as error:
             if error.field == "clinician":
                 raise NotFoundException("No such clinician.") from None

@@ -14,10 +14,9 @@ from litestar import Controller, Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.datastructures import UploadFile
 from litestar.response import Redirect, Template
-from piccolo.query.functions.aggregate import Count
 
 from campaigns.attendance_import import import_attendance
-from campaigns.campaign_controller import TIME_ZONES, _now
+from campaigns.campaign_controller import TIME_ZONES
 from campaigns.tables import Rsvp, Workshop
 from campaigns.workshops import (
     NOTIFIED_FIELDS,
@@ -26,6 +25,7 @@ from campaigns.workshops import (
     cancel_workshop,
     check_in,
     counts,
+    counts_by_workshop,
     get_workshop,
     save_workshop,
     walk_in,
@@ -33,7 +33,7 @@ from campaigns.workshops import (
 from crm.access import allow, current_user, signed_in
 from crm.csv_input import InputRefused
 from crm.csv_output import csv_chunk
-from crm.forms import ObjectId, request_actor
+from crm.forms import ObjectId, request_actor, request_now
 from crm.roles import Role, role_allows
 from crm.roster import contains, escape_like
 from crm.tables import Clinician, Segment, User
@@ -139,22 +139,6 @@ def _fingerprint(checked: WorkshopInput) -> str:
     return "|".join(str(getattr(checked, name)) for name in NOTIFIED_FIELDS)
 
 
-async def _counts_by_workshop(ids: list[int]) -> dict[int, dict[str, int]]:
-    result = {i: {name: 0 for name in ("yes", "waitlist", "maybe", "no", "attended")} for i in ids}
-    if not ids:
-        return result
-    rows = await Rsvp.select(Rsvp.workshop, Rsvp.answer, Count(Rsvp.id, alias="n")).where(
-        Rsvp.workshop.is_in(ids)
-    ).group_by(Rsvp.workshop, Rsvp.answer).run()
-    for row in rows:
-        result[row["workshop"]][row["answer"]] = row["n"]
-    came = await Rsvp.select(Rsvp.workshop, Count(Rsvp.id, alias="n")).where(
-        Rsvp.workshop.is_in(ids), Rsvp.attended == True  # noqa: E712
-    ).group_by(Rsvp.workshop).run()
-    for row in came:
-        result[row["workshop"]]["attended"] = row["n"]
-    return result
-
 
 async def _roster(workshop: Workshop) -> list[dict[str, Any]]:
     """Every clinician who answered, Yes first, then the waitlist in its order, Maybe and No;
@@ -201,12 +185,12 @@ class WorkshopController(Controller):
 
     @get("/")
     async def index(self, request: Request) -> Template:
-        now = _now(request)
+        now = request_now(request)
         upcoming = await Workshop.objects().where(Workshop.ends_at > now).order_by(Workshop.starts_at).limit(500).run()
         past = await Workshop.objects().where(Workshop.ends_at <= now).order_by(
             Workshop.starts_at, ascending=False
         ).limit(PAST_SHOWN).run()
-        tallies = await _counts_by_workshop([w.id for w in upcoming + past])
+        tallies = await counts_by_workshop([w.id for w in upcoming + past])
         return Template(
             template_name="workshops/workshops.html",
             context={
@@ -224,7 +208,7 @@ class WorkshopController(Controller):
     async def create(self, request: Request) -> Template | Redirect:
         data = _form_data(await request.form())
         try:
-            workshop, _ = await save_workshop(data, actor=request_actor(request), now=_now(request))
+            workshop, _ = await save_workshop(data, actor=request_actor(request), now=request_now(request))
         except WorkshopError as error:
             return await self._form(None, data, errors={error.field: error.message}, status=422)
         return Redirect(f"/workshops/{workshop.id}?done=created", status_code=303)
@@ -280,7 +264,7 @@ class WorkshopController(Controller):
                 return await self._form(workshop, data, notify={"changes": changes,
                                                                 "confirm": _fingerprint(checked)})
         try:
-            saved, promoted = await save_workshop(data, actor=request_actor(request), now=_now(request),
+            saved, promoted = await save_workshop(data, actor=request_actor(request), now=request_now(request),
                                                   workshop_id=workshop_id)
         except WorkshopError as error:
             return await self._form(workshop, data, errors={error.field: error.message}, status=422)
@@ -298,7 +282,7 @@ class WorkshopController(Controller):
         if str((await request.form()).get("confirm") or "") != "yes":
             return await self._cancel_page(workshop_id)
         try:
-            await cancel_workshop(workshop_id, actor=request_actor(request), now=_now(request))
+            await cancel_workshop(workshop_id, actor=request_actor(request), now=request_now(request))
         except WorkshopError as error:
             return await self._page(request, workshop_id, error=f"{error.message[:1].upper()}{error.message[1:]}.",
                                     status=422)
@@ -319,7 +303,7 @@ class WorkshopController(Controller):
         wanted = str((await request.form()).get("attended") or "")
         attended = wanted == "1" if wanted in ("0", "1") else not row["attended"]
         try:
-            await check_in(workshop_id, rsvp_id, attended, _now(request), request_actor(request))
+            await check_in(workshop_id, rsvp_id, attended, request_now(request), request_actor(request))
         except WorkshopError as error:
             if error.field in ("id", "rsvp"):
                 raise NotFoundException("No such answer to this workshop.") from None
@@ -337,7 +321,7 @@ class WorkshopController(Controller):
         try:
             if clinician_id is None:
                 raise WorkshopError("clinician", "choose the clinician from the list")
-            rsvp = await walk_in(workshop_id, clinician_id, _now(request), request_actor(request))
+            rsvp = await walk_in(workshop_id, clinician_id, request_now(request), request_actor(request))
         except WorkshopError as error:
             return await self._check_in_page(request, workshop_id, error=error.message, status=422)
         return Redirect(f"/workshops/{workshop_id}/check-in?done=walk_in#rsvp-{rsvp.id}", status_code=303)
@@ -363,7 +347,7 @@ class WorkshopController(Controller):
         upload.file.seek(0)
         content = upload.file.read(ATTENDANCE_MAX_BYTES + 1)
         try:
-            report = await import_attendance(workshop_id, content, actor=request_actor(request), now=_now(request),
+            report = await import_attendance(workshop_id, content, actor=request_actor(request), now=request_now(request),
                                              display_name=PurePath(upload.filename).name[:200])
         except InputRefused as refused:
             return Template(template_name="workshops/attendance.html", status_code=422,

@@ -21,7 +21,7 @@ from campaigns.cadence import CadenceError, check_time_zone
 from campaigns.tables import Rsvp, Workshop
 from crm import audit
 from crm.audit import Actor
-from crm.db import atomic
+from crm.db import atomic, lock_row
 from crm.errors import FieldError
 from crm.tables import Clinician, Segment, User
 from crm.text import plain_text, single_line
@@ -123,10 +123,9 @@ async def get_workshop(workshop_id: int) -> Workshop | None:
     return await Workshop.objects().where(Workshop.id == workshop_id).first().run()
 
 
-async def _lock(workshop_id: int) -> Workshop | None:
-    """The workshop, locked until the transaction ends (SQLite's IMMEDIATE transaction already is)."""
-    if Workshop._meta.db.engine_type == "postgres":
-        await Workshop._meta.db.run_querystring(QueryString("SELECT id FROM workshop WHERE id = {} FOR UPDATE", workshop_id))
+async def lock_workshop(workshop_id: int) -> Workshop | None:
+    """The workshop, locked until the transaction ends: answers and check-ins queue behind it."""
+    await lock_row(Workshop, workshop_id)
     return await get_workshop(workshop_id)
 
 
@@ -154,7 +153,7 @@ async def save_workshop(
             await workshop.save().run()
             before = None
         else:
-            workshop = await _lock(workshop_id)
+            workshop = await lock_workshop(workshop_id)
             if workshop is None:
                 raise WorkshopError("id", "no such workshop")
             if workshop.status != "scheduled":
@@ -183,7 +182,7 @@ async def save_workshop(
 
 async def cancel_workshop(workshop_id: int, *, actor: Actor, now: datetime) -> Workshop:
     async with atomic():
-        workshop = await _lock(workshop_id)
+        workshop = await lock_workshop(workshop_id)
         if workshop is None:
             raise WorkshopError("id", "no such workshop")
         if workshop.status != "scheduled":
@@ -209,7 +208,7 @@ async def answer(
     if reply not in ANSWERS:
         raise WorkshopError("answer", "answer yes, maybe or no")
     async with atomic():
-        workshop = await _lock(workshop_id)
+        workshop = await lock_workshop(workshop_id)
         if workshop is None:
             raise WorkshopError("id", "no such workshop")
         if workshop.status == "cancelled":
@@ -255,16 +254,25 @@ async def _promote(workshop: Workshop, now: datetime) -> list[int]:
 
 
 async def counts(workshop_id: int) -> dict[str, int]:
+    return (await counts_by_workshop([workshop_id]))[workshop_id]
+
+
+async def counts_by_workshop(ids: list[int]) -> dict[int, dict[str, int]]:
+    """Answers (yes, waitlist, maybe, no) and attendance of each workshop, in one query."""
+    result = {i: {name: 0 for name in ("yes", "waitlist", "maybe", "no", "attended")} for i in ids}
+    if not ids:
+        return result
+    marks = ", ".join("{}" for _ in ids)
     rows = await Rsvp._meta.db.run_querystring(
         QueryString(
-            "SELECT answer, COUNT(*) AS n, SUM(CASE WHEN attended THEN 1 ELSE 0 END) AS came "
-            "FROM rsvp WHERE workshop = {} GROUP BY answer", workshop_id,
+            "SELECT workshop, answer, COUNT(*) AS n, SUM(CASE WHEN attended THEN 1 ELSE 0 END) AS came "
+            f"FROM rsvp WHERE workshop IN ({marks}) GROUP BY workshop, answer", *ids,
         )
     )
-    result = {name: 0 for name in ("yes", "waitlist", "maybe", "no", "attended")}
     for row in rows:
-        result[row["answer"]] = row["n"]
-        result["attended"] += row["came"] or 0
+        tally = result[row["workshop"]]
+        tally[row["answer"]] = row["n"]
+        tally["attended"] += row["came"] or 0
     return result
 
 
@@ -276,7 +284,7 @@ async def check_in(workshop_id: int, rsvp_id: int, attended: bool, now: datetime
     """Record that the clinician of ``rsvp_id`` came (or undo it); recording what is already
     recorded changes nothing. An answer to another workshop is refused (field ``rsvp``)."""
     async with atomic():
-        workshop = await _lock(workshop_id)
+        workshop = await lock_workshop(workshop_id)
         if workshop is None:
             raise WorkshopError("id", "no such workshop")
         rsvp = await Rsvp.objects().where(Rsvp.id == rsvp_id, Rsvp.workshop == workshop_id).first().run()
@@ -284,17 +292,7 @@ async def check_in(workshop_id: int, rsvp_id: int, attended: bool, now: datetime
             raise WorkshopError("rsvp", "no such answer to this workshop")
         if workshop.status == "cancelled":
             raise WorkshopError("status", "this workshop was cancelled")
-        if rsvp.attended == attended:
-            return rsvp
-        before = {"attended": rsvp.attended, "checked_in_at": str(rsvp.checked_in_at)}
-        rsvp.attended, rsvp.checked_in_at = attended, (now if attended else None)
-        await rsvp.save([Rsvp.attended, Rsvp.checked_in_at]).run()
-        await audit.record(
-            "workshop.check_in" if attended else "workshop.check_in_undo", actor=actor, object_type="rsvp",
-            object_id=rsvp.id, before=before,
-            after={"workshop": workshop_id, "clinician": rsvp.clinician, "attended": attended,
-                   "checked_in_at": str(rsvp.checked_in_at)},
-        )
+        await set_attended(rsvp, attended, now=now, actor=actor)
     return rsvp
 
 
@@ -302,7 +300,7 @@ async def walk_in(workshop_id: int, clinician_id: int, now: datetime, actor: Act
     """Check in a clinician who came without answering: recorded as a Yes from ``walk_in`` (even
     beyond the capacity: they are in the room). One who had answered is checked in, answer kept."""
     async with atomic():
-        workshop = await _lock(workshop_id)
+        workshop = await lock_workshop(workshop_id)
         if workshop is None:
             raise WorkshopError("id", "no such workshop")
         if workshop.status == "cancelled":
@@ -310,17 +308,42 @@ async def walk_in(workshop_id: int, clinician_id: int, now: datetime, actor: Act
         if not await Clinician.exists().where(Clinician.id == clinician_id).run():
             raise WorkshopError("clinician", "choose the clinician from the list")
         rsvp = await Rsvp.objects().where(Rsvp.workshop == workshop_id, Rsvp.clinician == clinician_id).first().run()
-        if rsvp is not None and rsvp.attended:
-            return rsvp
         if rsvp is None:
-            rsvp = Rsvp(workshop=workshop_id, clinician=clinician_id, answer="yes", answered_at=now,
-                        source="walk_in", attended=True, checked_in_at=now)
-            await rsvp.save().run()
-        else:
-            rsvp.attended, rsvp.checked_in_at = True, now
-            await rsvp.save([Rsvp.attended, Rsvp.checked_in_at]).run()
-        await audit.record(
-            "workshop.walk_in", actor=actor, object_type="rsvp", object_id=rsvp.id, before=None,
-            after={"workshop": workshop_id, "clinician": clinician_id, "answer": rsvp.answer, "attended": True},
-        )
+            return await add_walk_in(workshop_id, clinician_id, now=now, actor=actor)
+        await set_attended(rsvp, True, now=now, actor=actor)
+    return rsvp
+
+
+# The steps that check-in, walk-ins and the attendance import share. They run inside the
+# caller's transaction, with the workshop locked.
+
+
+async def set_attended(rsvp: Rsvp, attended: bool, *, now: datetime, actor: Actor, source: str = "") -> bool:
+    """Record that the clinician came (or undo it), with the audit trail; False when it was so."""
+    if bool(rsvp.attended) == attended:
+        return False
+    before = {"attended": rsvp.attended, "checked_in_at": str(rsvp.checked_in_at)}
+    rsvp.attended, rsvp.checked_in_at = attended, (now if attended else None)
+    await rsvp.save([Rsvp.attended, Rsvp.checked_in_at]).run()
+    after = {"workshop": rsvp.workshop, "clinician": rsvp.clinician, "attended": attended,
+             "checked_in_at": str(rsvp.checked_in_at)}
+    await audit.record(
+        "workshop.check_in" if attended else "workshop.check_in_undo", actor=actor, object_type="rsvp",
+        object_id=rsvp.id, before=before, after={**after, "source": source} if source else after,
+    )
+    return True
+
+
+async def add_walk_in(workshop_id: int, clinician_id: int, *, now: datetime, actor: Actor,
+                      source: str = "walk_in") -> Rsvp:
+    """A clinician who came without answering: a Yes, checked in (even beyond the capacity: they
+    are in the room)."""
+    rsvp = Rsvp(workshop=workshop_id, clinician=clinician_id, answer="yes", answered_at=now, source=source,
+                attended=True, checked_in_at=now)
+    await rsvp.save().run()
+    after = {"workshop": workshop_id, "clinician": clinician_id, "answer": "yes", "attended": True}
+    await audit.record(
+        "workshop.walk_in", actor=actor, object_type="rsvp", object_id=rsvp.id, before=None,
+        after={**after, "source": source} if source != "walk_in" else after,
+    )
     return rsvp

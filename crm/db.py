@@ -11,12 +11,24 @@ from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
 from piccolo.engine.sqlite import TransactionType
+from piccolo.querystring import QueryString
+from piccolo.table import Table
 
 from crm.tables import User
 
 
 class DatabaseBusy(RuntimeError):
     """Another process held the database's write lock for longer than the busy timeout."""
+
+
+async def lock_row(table: type[Table], row_id: int) -> None:
+    """Lock one row until the transaction ends, so that concurrent changes to it queue instead of
+    overwriting each other. On SQLite the IMMEDIATE transaction already serialises writers."""
+    engine = table._meta.db
+    if engine.engine_type == "postgres":
+        await engine.run_querystring(
+            QueryString(f'SELECT id FROM "{table._meta.tablename}" WHERE id = {{}} FOR UPDATE', row_id)
+        )
 
 
 @asynccontextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Annotated
 
 from litestar import Request
@@ -15,6 +16,11 @@ from crm.audit import Actor
 MAX_ID = 2**31 - 1
 ObjectId = Annotated[int, PathParameter(ge=1, le=MAX_ID)]
 OptionalId = Annotated[int | None, QueryParameter(ge=1, le=MAX_ID)]
+
+
+def request_now(request: Request) -> datetime:
+    """The time of this request on the app's clock (the tests move it by hand)."""
+    return datetime.fromtimestamp(request.app.state["clock"](), timezone.utc)
 
 
 def client_address(request: Request) -> str:
